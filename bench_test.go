@@ -1,0 +1,197 @@
+package peerlink_test
+
+import (
+	"context"
+	"io"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/peerlink/peerlink"
+	"github.com/peerlink/peerlink/mux"
+	"github.com/peerlink/peerlink/peer"
+	"github.com/peerlink/peerlink/transport"
+)
+
+const sinkProto = "/bench/sink/1"
+
+// BenchmarkStreamThroughput compares one stream through the manager with
+// raw yamux over a TLS link from the same transport, interleaving the two
+// so that both see the same machine. Each op moves 1 MiB through each.
+func BenchmarkStreamThroughput(b *testing.B) {
+	const chunk, perOp = 64 << 10, 1 << 20
+	buf := make([]byte, chunk)
+
+	// peerlink: a stream whose remote handler discards what it reads.
+	src := newManager(b)
+	dst := newManager(b)
+	if err := dst.SetStreamHandler(sinkProto, func(s *mux.Stream) { _, _ = io.Copy(io.Discard, s) }); err != nil {
+		b.Fatal(err)
+	}
+	connect(b, src, dst)
+	ps, err := src.OpenStream(ctxT(b), dst.ID(), sinkProto, mux.PriorityNormal)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ps.Close()
+
+	// raw yamux over a link from the same TLS transport.
+	raw := rawYamuxStream(b)
+
+	var tPeerlink, tRaw time.Duration
+	b.ReportAllocs()
+	b.SetBytes(2 * perOp)
+	b.ResetTimer()
+	send := func(w io.Writer) time.Duration {
+		start := time.Now()
+		for sent := 0; sent < perOp; sent += chunk {
+			if _, err := w.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(start)
+	}
+	for i := range b.N {
+		// Alternate who goes first: the one that goes second shares the
+		// CPU with the receiver still draining the first one's tail.
+		if i%2 == 0 {
+			tRaw += send(raw)
+			tPeerlink += send(ps)
+		} else {
+			tPeerlink += send(ps)
+			tRaw += send(raw)
+		}
+	}
+	mb := float64(b.N) * perOp / 1e6
+	b.ReportMetric(mb/tPeerlink.Seconds(), "peerlink-MB/s")
+	b.ReportMetric(mb/tRaw.Seconds(), "raw-yamux-tls-MB/s")
+	b.ReportMetric(tRaw.Seconds()/tPeerlink.Seconds(), "ratio")
+}
+
+// rawYamuxStream returns a yamux stream over a TCP + TLS 1.3 link made by
+// the transport package, whose far end discards everything.
+func rawYamuxStream(b *testing.B) *yamux.Stream {
+	b.Helper()
+	idA, _ := peer.GenerateIdentity()
+	idB, _ := peer.GenerateIdentity()
+	ta, err := transport.NewTCP(transport.Config{Identity: idA, Network: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tb, err := transport.NewTCP(transport.Config{Identity: idB, Network: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := tb.Listen("127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	accepted := make(chan transport.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+		close(accepted)
+	}()
+	ca, err := ta.Dial(context.Background(), ln.Addr().String(), idB.ID())
+	if err != nil {
+		b.Fatal(err)
+	}
+	cb := <-accepted
+	if cb == nil {
+		b.Fatal("accept failed")
+	}
+	ycfg := yamux.DefaultConfig()
+	ycfg.LogOutput = io.Discard
+	client, err := yamux.Client(ca, ycfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	server, err := yamux.Server(cb, ycfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s, err := server.AcceptStream()
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, s)
+	}()
+	b.Cleanup(func() {
+		client.Close()
+		server.Close()
+		<-done
+	})
+	s, err := client.OpenStream()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// BenchmarkOpenStreamEcho measures OpenStream + a 1-byte echo + Close over
+// an open TCP + TLS link.
+func BenchmarkOpenStreamEcho(b *testing.B) {
+	a, c := newManager(b), newManager(b)
+	withEcho(c, b)
+	connect(b, a, c)
+	ctx := context.Background()
+	one := []byte{42}
+	got := make([]byte, 1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		s, err := a.OpenStream(ctx, c.ID(), echoProto, mux.PriorityHigh)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Write(one); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(s, got); err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+	b.ReportMetric(float64(time.Since(start).Microseconds())/float64(b.N), "µs/roundtrip")
+}
+
+// BenchmarkKnownPeerMemory reports the heap a known but unconnected peer
+// costs: an address-book entry with one address.
+func BenchmarkKnownPeerMemory(b *testing.B) {
+	const peers = 100_000
+	addrs := make([]peer.AddrInfo, peers)
+	for i := range addrs {
+		id, _ := peer.GenerateIdentity()
+		addrs[i] = peer.AddrInfo{ID: id.ID(), Addrs: []string{"10.1.2.3:26656"}}
+	}
+	b.ReportAllocs()
+	for range b.N {
+		cfg := peerlink.DefaultConfig()
+		m, err := peerlink.New(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for _, info := range addrs {
+			if err := m.AddPeer(info); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/peers, "B/peer")
+		runtime.KeepAlive(addrs)
+		m.Close()
+	}
+}

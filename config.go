@@ -1,0 +1,205 @@
+package peerlink
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/peerlink/peerlink/mux"
+	"github.com/peerlink/peerlink/peer"
+	"github.com/peerlink/peerlink/transport"
+)
+
+// Defaults used by DefaultConfig, and by New for duration fields left zero.
+const (
+	DefaultNetwork               = "peerlink"
+	DefaultHandshakeTimeout      = transport.DefaultHandshakeTimeout
+	DefaultMaxPendingHandshakes  = transport.DefaultMaxPendingHandshakes
+	DefaultDialTimeout           = 15 * time.Second
+	DefaultMaxConnections        = 400
+	DefaultMaxInboundConnections = 300
+	DefaultMaxStreamsPerPeer     = 256
+	DefaultStreamHeaderTimeout   = 10 * time.Second
+	DefaultKeepAliveInterval     = 30 * time.Second
+	DefaultEventBuffer           = 256
+	maxAddrsPerPeer              = 16
+)
+
+// TransportFunc builds the transport a manager dials and listens with. The
+// manager fills in the transport.Config: its identity and network, the
+// handshake settings, and a gater that puts the manager's own admission
+// rules (limits, one link per peer) behind Config.Gater.
+type TransportFunc func(transport.Config) (transport.Transport, error)
+
+// TCP is the default TransportFunc: TCP with mutual TLS 1.3.
+func TCP(cfg transport.Config) (transport.Transport, error) {
+	return transport.NewTCP(cfg)
+}
+
+// MemoryTransport returns a TransportFunc on an in-memory network, for tests
+// and simulations. It authenticates nothing; see transport.MemoryNetwork.
+func MemoryTransport(n *transport.MemoryNetwork) TransportFunc {
+	return func(cfg transport.Config) (transport.Transport, error) {
+		return n.NewTransport(cfg)
+	}
+}
+
+// Config configures a ConnectionManager. Start from DefaultConfig; New
+// rejects a Config with a field out of range and names the field.
+type Config struct {
+	// Identity is the node's key pair. Nil means a fresh ephemeral identity,
+	// which suits tests; a real node loads a persistent one with
+	// peer.LoadOrCreateIdentity so that its ID survives restarts.
+	Identity *peer.Identity
+
+	// Network names the chain or mesh. It is bound into every handshake:
+	// nodes of different networks refuse each other before any stream
+	// opens. Default "peerlink"; set it to your chain ID.
+	Network string
+
+	// ListenAddrs are the addresses New listens on, e.g. "127.0.0.1:4001"
+	// or "0.0.0.0:0". None means a node that only dials until Listen is
+	// called.
+	ListenAddrs []string
+
+	// Transport builds the transport. Nil means TCP (TLS 1.3).
+	Transport TransportFunc
+
+	// Gater, if set, may refuse dials, accepted sockets and secured links;
+	// its error reaches the local caller, or is sent to the refused dialer.
+	Gater transport.Gater
+
+	// HandshakeTimeout bounds a link's security handshake and admission,
+	// so a silent client cannot hold a slot. Zero means 10 s.
+	HandshakeTimeout time.Duration
+
+	// MaxPendingHandshakes bounds inbound handshakes in flight per
+	// listener; sockets beyond it are closed at once. Zero means 64.
+	MaxPendingHandshakes int
+
+	// DialTimeout bounds one Connect attempt over all of the peer's
+	// addresses. Zero means 15 s.
+	DialTimeout time.Duration
+
+	// MaxConnections caps open links, inbound and outbound together.
+	// 0 means unlimited. Default 400.
+	MaxConnections int
+
+	// MaxInboundConnections caps links the remote dialed, so that inbound
+	// floods cannot take the slots outbound dials need. 0 means unlimited.
+	// Default 300.
+	MaxInboundConnections int
+
+	// MaxStreamsPerPeer caps the streams open on one link, both directions
+	// together. OpenStream past it fails with ErrStreamLimit; inbound
+	// streams past it are reset. 0 means unlimited. Default 256.
+	MaxStreamsPerPeer int
+
+	// StreamHeaderTimeout bounds how long an inbound stream may take to
+	// name its protocol. Zero means 10 s.
+	StreamHeaderTimeout time.Duration
+
+	// KeepAliveInterval is how often yamux pings an idle link to find dead
+	// ones. Zero means 30 s; negative disables keepalive.
+	KeepAliveInterval time.Duration
+
+	// Logger receives structured logs (fields peer, addr, direction).
+	// Nothing is logged per message above debug. The zero Logger discards
+	// everything, as does DefaultConfig's zerolog.Nop().
+	Logger zerolog.Logger
+}
+
+// DefaultConfig returns the documented defaults: network "peerlink", no
+// listen addresses, TCP with TLS 1.3, 10 s handshakes (64 in flight per
+// listener), 15 s dials, 400 connections of which at most 300 inbound, 256
+// streams per peer, 10 s stream header timeout, 30 s keepalive, and no
+// logging.
+func DefaultConfig() Config {
+	return Config{
+		Network:               DefaultNetwork,
+		HandshakeTimeout:      DefaultHandshakeTimeout,
+		MaxPendingHandshakes:  DefaultMaxPendingHandshakes,
+		DialTimeout:           DefaultDialTimeout,
+		MaxConnections:        DefaultMaxConnections,
+		MaxInboundConnections: DefaultMaxInboundConnections,
+		MaxStreamsPerPeer:     DefaultMaxStreamsPerPeer,
+		StreamHeaderTimeout:   DefaultStreamHeaderTimeout,
+		KeepAliveInterval:     DefaultKeepAliveInterval,
+		Logger:                zerolog.Nop(),
+	}
+}
+
+// withDefaults validates cfg and fills in the zero durations. The error
+// names the first field that is wrong.
+func (cfg Config) withDefaults() (Config, error) {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
+	}
+	durations := []struct {
+		name string
+		v    time.Duration
+	}{
+		{"HandshakeTimeout", cfg.HandshakeTimeout},
+		{"DialTimeout", cfg.DialTimeout},
+		{"StreamHeaderTimeout", cfg.StreamHeaderTimeout},
+	}
+	for _, d := range durations {
+		if d.v < 0 {
+			return cfg, bad(d.name, "is %v; want a positive duration, or 0 for the default", d.v)
+		}
+	}
+	counts := []struct {
+		name string
+		v    int
+	}{
+		{"MaxPendingHandshakes", cfg.MaxPendingHandshakes},
+		{"MaxConnections", cfg.MaxConnections},
+		{"MaxInboundConnections", cfg.MaxInboundConnections},
+		{"MaxStreamsPerPeer", cfg.MaxStreamsPerPeer},
+	}
+	for _, c := range counts {
+		if c.v < 0 {
+			return cfg, bad(c.name, "is %d; want 0 (unlimited or default) or more", c.v)
+		}
+	}
+	if cfg.MaxConnections > 0 && cfg.MaxInboundConnections > cfg.MaxConnections {
+		return cfg, bad("MaxInboundConnections", "is %d, more than MaxConnections (%d)", cfg.MaxInboundConnections, cfg.MaxConnections)
+	}
+	for i, a := range cfg.ListenAddrs {
+		if a == "" {
+			return cfg, bad(fmt.Sprintf("ListenAddrs[%d]", i), "is empty")
+		}
+	}
+	if cfg.Network == "" {
+		cfg.Network = DefaultNetwork
+	}
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.StreamHeaderTimeout == 0 {
+		cfg.StreamHeaderTimeout = DefaultStreamHeaderTimeout
+	}
+	if cfg.KeepAliveInterval == 0 {
+		cfg.KeepAliveInterval = DefaultKeepAliveInterval
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = TCP
+	}
+	return cfg, nil
+}
+
+func (cfg Config) muxConfig(log zerolog.Logger) mux.Config {
+	mc := mux.DefaultConfig()
+	mc.MaxStreams = cfg.MaxStreamsPerPeer
+	mc.HeaderTimeout = cfg.StreamHeaderTimeout
+	mc.EnableKeepAlive = cfg.KeepAliveInterval > 0
+	if mc.EnableKeepAlive {
+		mc.KeepAliveInterval = cfg.KeepAliveInterval
+	}
+	mc.Logger = log
+	return mc
+}

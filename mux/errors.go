@@ -1,0 +1,131 @@
+package mux
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors of the mux package. Every error the package returns for one of
+// these conditions satisfies errors.Is with the matching sentinel.
+var (
+	// ErrProtocolNotSupported: the remote has no handler for the stream's
+	// protocol (it reset the stream with code 1).
+	ErrProtocolNotSupported = errors.New("mux: protocol not supported")
+	// ErrStreamReset: the stream was aborted by a reset, by either side.
+	// Errors that wrap it may also wrap the reason (ErrProtocolNotSupported,
+	// ErrStreamLimit, ErrMalformedHeader).
+	ErrStreamReset = errors.New("mux: stream reset")
+	// ErrStreamLimit: MaxStreams was reached, locally (OpenStream) or at
+	// the remote (it reset the stream with code 2).
+	ErrStreamLimit = errors.New("mux: stream limit reached")
+	// ErrInvalidProtocol: a protocol name is empty, too long or contains a
+	// byte other than printable ASCII without space.
+	ErrInvalidProtocol = errors.New("mux: invalid protocol")
+	// ErrInvalidPriority: a Priority outside low..critical.
+	ErrInvalidPriority = errors.New("mux: invalid priority")
+	// ErrSessionClosed: the session is closed. Session.Err returns it
+	// itself after a local Close; stream operations wrap it (with the
+	// cause) whenever the session has ended.
+	ErrSessionClosed = errors.New("mux: session closed")
+	// ErrMalformedHeader: a stream header could not be parsed, or did not
+	// arrive within HeaderTimeout (the remote reset the stream with code 3).
+	ErrMalformedHeader = errors.New("mux: malformed stream header")
+	// ErrKeepAliveTimeout: the session ended because keepalive pings got
+	// no answer.
+	ErrKeepAliveTimeout = errors.New("mux: keepalive timeout")
+)
+
+// ResetCode is the reason a stream was reset. peerlink carries it in the
+// length field of the yamux RST frame (which yamux itself leaves zero).
+type ResetCode uint32
+
+// Reset codes on the wire.
+const (
+	// ResetUnknown is a reset without a peerlink code: yamux's own (accept
+	// backlog exceeded, stream close timeout) or an unknown code.
+	ResetUnknown ResetCode = 0
+	// ResetProtocolNotSupported: no handler for the stream's protocol.
+	ResetProtocolNotSupported ResetCode = 1
+	// ResetStreamLimit: the acceptor's MaxStreams was reached.
+	ResetStreamLimit ResetCode = 2
+	// ResetMalformedHeader: the stream header was malformed or late.
+	ResetMalformedHeader ResetCode = 3
+	// ResetApplication: Stream.Reset was called.
+	ResetApplication ResetCode = 4
+
+	// NumResetCodes is the number of known codes; SessionStats counts
+	// resets in arrays of this size, indexed by code.
+	NumResetCodes = 5
+)
+
+// String returns the code's name.
+func (c ResetCode) String() string {
+	switch c {
+	case ResetUnknown:
+		return "unknown"
+	case ResetProtocolNotSupported:
+		return "protocol not supported"
+	case ResetStreamLimit:
+		return "stream limit"
+	case ResetMalformedHeader:
+		return "malformed header"
+	case ResetApplication:
+		return "application reset"
+	}
+	return fmt.Sprintf("reset code %d", uint32(c))
+}
+
+// bucket maps a code to its index in the SessionStats arrays: unknown
+// codes count as ResetUnknown.
+func (c ResetCode) bucket() int {
+	if c < NumResetCodes {
+		return int(c)
+	}
+	return int(ResetUnknown)
+}
+
+func (c ResetCode) sentinel() error {
+	switch c {
+	case ResetProtocolNotSupported:
+		return ErrProtocolNotSupported
+	case ResetStreamLimit:
+		return ErrStreamLimit
+	case ResetMalformedHeader:
+		return ErrMalformedHeader
+	}
+	return nil
+}
+
+// ResetError is the error a Stream's Read and Write return once the
+// stream was reset. errors.Is(err, ErrStreamReset) holds, and so does
+// errors.Is with the code's own sentinel (ErrProtocolNotSupported for
+// code 1, ErrStreamLimit for 2, ErrMalformedHeader for 3).
+type ResetError struct {
+	Code     ResetCode // why; ResetUnknown when the reset carried no code
+	Remote   bool      // reset by the remote (false: by a local Reset)
+	Protocol string    // the stream's protocol, if known
+}
+
+func (e *ResetError) Error() string {
+	who := "by remote"
+	if !e.Remote {
+		who = "locally"
+	}
+	proto := ""
+	if e.Protocol != "" {
+		proto = fmt.Sprintf(" %q", e.Protocol)
+	}
+	if e.Code == ResetUnknown || (e.Code == ResetApplication && !e.Remote) {
+		return fmt.Sprintf("mux: stream%s reset %s", proto, who)
+	}
+	return fmt.Sprintf("mux: stream%s reset %s: %s", proto, who, e.Code)
+}
+
+// Is reports whether target is ErrStreamReset or the code's sentinel.
+func (e *ResetError) Is(target error) bool {
+	if target == ErrStreamReset {
+		return true
+	}
+	s := e.Code.sentinel()
+	return s != nil && target == s
+}

@@ -1,0 +1,631 @@
+package mux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/rs/zerolog"
+
+	"github.com/peerlink/peerlink/peer"
+)
+
+// Handler serves one inbound stream. It runs in its own goroutine and
+// owns the stream; when it returns, the session closes the stream (a
+// no-op if the handler already closed or reset it).
+type Handler func(s *Stream)
+
+// SessionStats are a session's counters since it started.
+type SessionStats struct {
+	StreamsOpened    uint64 // outbound streams opened by OpenStream
+	StreamsAccepted  uint64 // inbound streams handed to a handler
+	OpenLimited      uint64 // OpenStream calls refused locally with ErrStreamLimit
+	LimitRefusals    uint64 // inbound streams reset because MaxStreams was reached (code 2)
+	UnknownProtocol  uint64 // inbound streams reset for want of a handler (code 1)
+	MalformedHeaders uint64 // inbound streams reset for a malformed or late header (code 3)
+
+	// RST frames written and read, indexed by ResetCode. Index 0 counts
+	// resets without a peerlink code: yamux's own (accept backlog full,
+	// stream close timeout), unknown codes, and the plain RSTs with which
+	// a session answers a coded one (so the resetting side frees the
+	// stream at once).
+	ResetsSent     [NumResetCodes]uint64
+	ResetsReceived [NumResetCodes]uint64
+}
+
+// Session is one multiplexed link: a yamux session over a frameConn,
+// plus the stream header, stream limits and reset codes. All methods are
+// safe for concurrent use.
+type Session struct {
+	cfg           Config
+	local, remote peer.ID
+	route         func(protocol string) Handler
+	fc            *frameConn
+	ys            *yamux.Session
+	log           zerolog.Logger
+
+	mu        sync.Mutex
+	streams   map[uint32]*Stream // open streams, and closed ones kept to learn of a late FIN/RST
+	lingering int                // released streams still in streams
+	sweepAt   int                // sweep streams when lingering exceeds this
+	early     [earlyRingSize]earlyFrame
+	earlyNext int
+	inbound   int
+	outbound  int
+	closing   bool           // Close called: start no goroutine
+	wg        sync.WaitGroup // handler, open and ack goroutines
+	acks      []uint32       // streams whose coded RST we are to acknowledge
+	ackBusy   bool           // an ack goroutine is running
+
+	localClose atomic.Bool
+	teardown   atomic.Bool // closing or closed: yamux errors are noise
+	acceptDone chan struct{}
+	done       chan struct{}
+	err        error // why the session ended; set before done is closed
+	streamErr  error // what stream operations return once it ended
+
+	opened, accepted, openLimited, limitRefused, unknownProto, malformed atomic.Uint64
+	rstRecv                                                              [NumResetCodes]atomic.Uint64
+}
+
+// earlyFrame is a FIN or RST seen for a stream ID before the stream was
+// registered (the remote can reset a stream before OpenStream or the
+// accept loop has recorded it). A small ring: IDs are never reused within
+// a session, so a stale entry is harmless and is overwritten in time.
+type earlyFrame struct {
+	id    uint32
+	flags uint16
+	code  uint32
+	used  bool
+}
+
+const earlyRingSize = 32
+
+// NewSession starts a session over conn, which it then owns (Close closes
+// it; if NewSession fails, conn is left open). client is true on the side that dialed the link; local and remote
+// are the two peers' IDs, which the transport has established. route maps
+// an inbound stream's protocol to its handler, or to nil when the protocol
+// is not served; a nil route serves nothing. The accept loop starts at
+// once.
+func NewSession(conn net.Conn, local, remote peer.ID, client bool, cfg Config, route func(protocol string) Handler) (*Session, error) {
+	if conn == nil {
+		return nil, errors.New("mux: NewSession: nil conn")
+	}
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	if route == nil {
+		route = func(string) Handler { return nil }
+	}
+	s := &Session{
+		cfg:        cfg,
+		local:      local,
+		remote:     remote,
+		route:      route,
+		streams:    make(map[uint32]*Stream),
+		sweepAt:    minSweep,
+		acceptDone: make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	short := remote.ShortString()
+	s.log = cfg.Logger.With().Str("component", "mux").Str("peer", short).Logger()
+	ylog := &yamuxLogger{
+		log:      cfg.Logger.With().Str("component", "yamux").Str("peer", short).Logger(),
+		teardown: &s.teardown,
+	}
+	s.fc = newFrameConn(conn, s.onFrame)
+	ycfg := cfg.yamuxConfig(ylog)
+	if client {
+		s.ys, err = yamux.Client(s.fc, ycfg)
+	} else {
+		s.ys, err = yamux.Server(s.fc, ycfg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mux: NewSession: %w", err)
+	}
+	go s.acceptLoop()
+	return s, nil
+}
+
+// LocalPeer returns this side's peer ID.
+func (s *Session) LocalPeer() peer.ID { return s.local }
+
+// RemotePeer returns the remote's peer ID.
+func (s *Session) RemotePeer() peer.ID { return s.remote }
+
+// BytesIn returns the bytes read from the link so far.
+func (s *Session) BytesIn() uint64 { return s.fc.in.Load() }
+
+// BytesOut returns the bytes written to the link so far.
+func (s *Session) BytesOut() uint64 { return s.fc.out.Load() }
+
+// Done returns a channel closed once the session has ended, for any
+// reason; Err then says why.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err returns why the session ended: nil while it is open,
+// ErrSessionClosed after a local Close, ErrKeepAliveTimeout when pings
+// went unanswered, otherwise an error wrapping the cause: io.EOF when the
+// remote closed the link, the link's error when a read or write on it
+// failed (net.ErrClosed if it was closed under the session), yamux's on a
+// protocol error.
+func (s *Session) Err() error {
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+// NumStreams returns the number of open streams, both directions.
+func (s *Session) NumStreams() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inbound + s.outbound
+}
+
+// StreamCounts returns the number of open inbound and outbound streams.
+// A stream counts from OpenStream or accept until its Close or Reset, or
+// until its handler returns.
+func (s *Session) StreamCounts() (inbound, outbound int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inbound, s.outbound
+}
+
+// Stats returns the session's counters.
+func (s *Session) Stats() SessionStats {
+	st := SessionStats{
+		StreamsOpened:    s.opened.Load(),
+		StreamsAccepted:  s.accepted.Load(),
+		OpenLimited:      s.openLimited.Load(),
+		LimitRefusals:    s.limitRefused.Load(),
+		UnknownProtocol:  s.unknownProto.Load(),
+		MalformedHeaders: s.malformed.Load(),
+	}
+	for i := range st.ResetsSent {
+		st.ResetsSent[i] = s.fc.rstSent[i].Load()
+		st.ResetsReceived[i] = s.rstRecv[i].Load()
+	}
+	return st
+}
+
+// Ping sends a yamux ping and returns the round-trip time. It waits at
+// most ConnectionWriteTimeout for the answer.
+func (s *Session) Ping() (time.Duration, error) {
+	d, err := s.ys.Ping()
+	switch {
+	case err == nil:
+		return d, nil
+	case err == yamux.ErrSessionShutdown:
+		return 0, s.closedErr()
+	case err == yamux.ErrTimeout:
+		return 0, fmt.Errorf("mux: ping: no answer within %v: %w", s.cfg.ConnectionWriteTimeout, os.ErrDeadlineExceeded)
+	}
+	return 0, fmt.Errorf("mux: ping: %w", err)
+}
+
+// Close closes the yamux session and the link, then waits for the accept
+// loop and for every handler it started to return (handlers blocked in a
+// stream's Read or Write are released by the close; a handler blocked on
+// something else delays Close). It must not be called from a handler,
+// which would wait for itself; call it from another goroutine there.
+// Close is idempotent and returns nil.
+func (s *Session) Close() error {
+	s.localClose.Store(true)
+	s.teardown.Store(true)
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	_ = s.ys.Close()
+	<-s.acceptDone
+	s.wg.Wait()
+	return nil
+}
+
+// OpenStream opens a stream for protocol at priority prio. It costs no
+// round trip: the stream header goes out with the first Write (or alone
+// before the first Read, or at Close), and a refusal by the remote shows
+// as an error from a later Read or Write (ErrProtocolNotSupported,
+// ErrStreamLimit, both wrapping ErrStreamReset). ctx bounds the wait for
+// yamux to open the stream (it blocks while AcceptBacklog opens are
+// unacknowledged). At MaxStreams open streams it fails at once with
+// ErrStreamLimit.
+func (s *Session) OpenStream(ctx context.Context, protocol string, prio Priority) (*Stream, error) {
+	if err := ValidateProtocol(protocol); err != nil {
+		return nil, err
+	}
+	if !prio.Valid() {
+		return nil, fmt.Errorf("%w: %d (want 0..3)", ErrInvalidPriority, uint8(prio))
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil, ErrSessionClosed
+	}
+	if max := s.cfg.MaxStreams; max > 0 && s.inbound+s.outbound >= max {
+		n := s.inbound + s.outbound
+		s.mu.Unlock()
+		s.openLimited.Add(1)
+		return nil, fmt.Errorf("%w: %d streams open (MaxStreams %d)", ErrStreamLimit, n, max)
+	}
+	s.outbound++
+	s.mu.Unlock()
+
+	ys, err := s.openYamux(ctx)
+	if err != nil {
+		s.mu.Lock()
+		s.outbound--
+		s.mu.Unlock()
+		return nil, s.mapOpenErr(err)
+	}
+	st := &Stream{
+		sess:     s,
+		ys:       ys,
+		id:       ys.StreamID(),
+		protocol: protocol,
+		prio:     prio,
+		hdr:      appendStreamHeader(make([]byte, 0, headerFixedLen+len(protocol)), prio, protocol),
+	}
+	s.mu.Lock()
+	s.registerLocked(st)
+	s.mu.Unlock()
+	s.opened.Add(1)
+	return st, nil
+}
+
+// openYamux opens a yamux stream, waiting no longer than ctx allows. yamux
+// has no context, so a cancellable ctx costs a goroutine that finishes
+// the open (and then closes an abandoned stream).
+func (s *Session) openYamux(ctx context.Context) (*yamux.Stream, error) {
+	if ctx.Done() == nil {
+		return s.ys.OpenStream()
+	}
+	type result struct {
+		ys  *yamux.Stream
+		err error
+	}
+	ch := make(chan result, 1)
+	var state atomic.Int32 // 0 waiting, 1 delivered, 2 abandoned
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil, yamux.ErrSessionShutdown
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		ys, err := s.ys.OpenStream()
+		if state.CompareAndSwap(0, 1) {
+			ch <- result{ys, err}
+			return
+		}
+		if ys != nil {
+			// Abandoned: the remote sees the stream end before a header
+			// and drops it quietly.
+			_ = ys.Close()
+		}
+	}()
+	select {
+	case r := <-ch:
+		return r.ys, r.err
+	case <-ctx.Done():
+		if state.CompareAndSwap(0, 2) {
+			return nil, ctx.Err()
+		}
+		r := <-ch
+		return r.ys, r.err
+	}
+}
+
+func (s *Session) mapOpenErr(err error) error {
+	switch {
+	case err == yamux.ErrSessionShutdown:
+		return s.closedErr()
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	return fmt.Errorf("mux: open stream: %w", err)
+}
+
+// acceptLoop takes inbound yamux streams, refuses those past MaxStreams
+// and starts a goroutine for each of the others. It is the session's only
+// long-lived goroutine beyond yamux's own, and it ends the session's
+// bookkeeping (Done, Err) when yamux shuts down.
+func (s *Session) acceptLoop() {
+	defer close(s.acceptDone)
+	for {
+		ys, err := s.ys.AcceptStream()
+		if err != nil {
+			if s.ys.IsClosed() {
+				s.wakeStreams()
+				s.finish(s.shutdownCause(err))
+				return
+			}
+			s.log.Warn().Err(err).Msg("accepting a stream failed")
+			continue
+		}
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			_ = ys.Close()
+			continue
+		}
+		if max := s.cfg.MaxStreams; max > 0 && s.inbound+s.outbound >= max {
+			s.mu.Unlock()
+			s.limitRefused.Add(1)
+			s.refuse(ys, ResetStreamLimit)
+			continue
+		}
+		st := &Stream{sess: s, ys: ys, id: ys.StreamID(), inbound: true}
+		st.hdrDone.Store(true) // only an opener sends a header
+		s.inbound++
+		s.registerLocked(st)
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serve(st)
+	}
+}
+
+// serve reads an inbound stream's header, finds its handler and runs it.
+func (s *Session) serve(st *Stream) {
+	defer s.wg.Done()
+	var buf [maxStreamHeader]byte
+	_ = st.ys.SetReadDeadline(time.Now().Add(s.cfg.HeaderTimeout))
+	prio, proto, err := readStreamHeader(st.ys, &buf)
+	_ = st.ys.SetReadDeadline(time.Time{})
+	if err != nil {
+		switch {
+		case st.remoteReset.Load() || s.ys.IsClosed() || errors.Is(err, errNoHeader):
+			// Nothing to answer: the opener gave up, or the link is gone.
+			st.localReset.Store(true)
+			_ = st.ys.Close()
+		case errors.Is(err, ErrMalformedHeader) || err == yamux.ErrTimeout:
+			s.malformed.Add(1)
+			if err == yamux.ErrTimeout {
+				err = fmt.Errorf("%w: none within %v", ErrMalformedHeader, s.cfg.HeaderTimeout)
+			}
+			s.log.Debug().Err(err).Uint32("stream", st.id).Msg("refusing stream")
+			st.refuse(ResetMalformedHeader)
+		default:
+			s.log.Debug().Err(err).Uint32("stream", st.id).Msg("reading stream header failed")
+			st.refuse(ResetMalformedHeader)
+		}
+		s.release(st) // if not done by refuse
+		return
+	}
+	st.protocol, st.prio = proto, prio
+	h := s.route(proto)
+	if h == nil {
+		s.unknownProto.Add(1)
+		s.log.Debug().Str("protocol", proto).Uint32("stream", st.id).Msg("refusing stream: protocol not supported")
+		st.refuse(ResetProtocolNotSupported)
+		return
+	}
+	s.accepted.Add(1)
+	h(st)
+	_ = st.Close()
+}
+
+// refuse resets a yamux stream that never became a Stream, with code.
+func (s *Session) refuse(ys *yamux.Stream, code ResetCode) {
+	if err := s.fc.injectRST(ys.StreamID(), code); err != nil {
+		s.log.Debug().Err(err).Uint32("stream", ys.StreamID()).Msg("sending reset failed")
+	}
+	// yamux's Close only half-closes (FIN); it frees the stream once the
+	// remote's FIN arrives or StreamCloseTimeout passes.
+	_ = ys.Close()
+}
+
+// wakeStreams makes every Read and Write blocked in yamux return. Once
+// yamux's session is shut down, a blocked yamux Read or Write spins (its
+// wait loop keeps selecting the closed shutdown channel) until yamux's
+// Close gets round to marking that stream closed, and with many blocked
+// streams the spinning delays that very marking: 200 blocked handlers
+// made Close take 71 s under the race detector. A deadline in the past
+// makes them return at once instead (mapErr reports the session's end).
+func (s *Session) wakeStreams() {
+	past := time.Unix(1, 0)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range s.streams {
+		_ = st.ys.SetDeadline(past)
+	}
+}
+
+// shutdownCause digs out yamux's reason for shutting down. AcceptStream
+// returns it once the accept backlog is drained; until then it may report
+// ErrSessionShutdown while handing over (or failing to hand over) streams
+// that were waiting, which are closed.
+func (s *Session) shutdownCause(err error) error {
+	for i := 0; err == yamux.ErrSessionShutdown && i <= s.cfg.AcceptBacklog+1; i++ {
+		ys, e := s.ys.AcceptStream()
+		if ys != nil {
+			_ = ys.Close()
+			continue
+		}
+		err = e
+	}
+	return err
+}
+
+// finish records why the session ended and closes Done.
+func (s *Session) finish(cause error) {
+	s.teardown.Store(true)
+	switch {
+	case cause == yamux.ErrSessionShutdown && s.localClose.Load():
+		s.err, s.streamErr = ErrSessionClosed, ErrSessionClosed
+	case cause == yamux.ErrKeepAliveTimeout:
+		s.err = ErrKeepAliveTimeout
+		s.streamErr = &multiError{"mux: session closed: keepalive timeout", []error{ErrSessionClosed, ErrKeepAliveTimeout}}
+	default:
+		var why string
+		switch {
+		case cause == yamux.ErrSessionShutdown:
+			why = "yamux closed it (a stream open went unacknowledged for StreamOpenTimeout)"
+		case cause == io.EOF:
+			why = "remote closed the link (EOF)"
+		default:
+			why = cause.Error()
+		}
+		s.err = &multiError{"mux: session ended: " + why, []error{cause}}
+		s.streamErr = &multiError{"mux: session closed: " + why, []error{ErrSessionClosed, cause}}
+		if cause == io.EOF {
+			// Session.Err wraps io.EOF (errors.Is(err, io.EOF) says the
+			// remote closed the link), but a stream error must not pass for
+			// a clean end of stream.
+			s.streamErr = &multiError{"mux: session closed: " + why, []error{ErrSessionClosed}}
+		}
+	}
+	s.log.Debug().Err(s.err).Msg("session ended")
+	close(s.done)
+}
+
+// closedErr returns the error for an operation on a session that has shut
+// down. The accept loop records the cause promptly once yamux is closed.
+func (s *Session) closedErr() error {
+	<-s.done
+	return s.streamErr
+}
+
+type multiError struct {
+	msg  string
+	errs []error
+}
+
+func (e *multiError) Error() string   { return e.msg }
+func (e *multiError) Unwrap() []error { return e.errs }
+
+// onFrame is the frame tracker's callback, on yamux's recv goroutine,
+// before yamux handles the frame: a FIN or RST for stream id.
+func (s *Session) onFrame(id uint32, flags uint16, code uint32) {
+	if flags&flagRST != 0 {
+		s.rstRecv[ResetCode(code).bucket()].Add(1)
+	}
+	s.mu.Lock()
+	if flags&flagRST != 0 && code != 0 {
+		s.queueAckLocked(id)
+	}
+	if st := s.streams[id]; st != nil {
+		st.noteFrame(flags, code)
+		if st.released {
+			delete(s.streams, id)
+			s.lingering--
+		}
+	} else {
+		s.early[s.earlyNext] = earlyFrame{id: id, flags: flags, code: code, used: true}
+		s.earlyNext = (s.earlyNext + 1) % earlyRingSize
+	}
+	s.mu.Unlock()
+}
+
+// maxAcks bounds the acknowledgements waiting to be sent; beyond it they
+// are dropped (the remote then frees the stream at its StreamCloseTimeout).
+const maxAcks = 1024
+
+// queueAckLocked arranges for a plain RST (code 0) to answer the remote's
+// coded RST for stream id. The remote sent its RST and then closed the
+// stream locally (yamux can only half-close), so yamux keeps the stream
+// until our FIN, which will not come, or its StreamCloseTimeout; a RST
+// from us frees it at once. Only coded RSTs are answered, so two mux
+// sessions never echo RSTs back and forth. The frame cannot be written
+// from the recv goroutine that calls this (a write there can deadlock
+// with the remote's recv goroutine doing the same), so one short-lived
+// goroutine at a time sends the queued ones.
+func (s *Session) queueAckLocked(id uint32) {
+	if s.closing || len(s.acks) >= maxAcks {
+		return
+	}
+	s.acks = append(s.acks, id)
+	if s.ackBusy {
+		return
+	}
+	s.ackBusy = true
+	s.wg.Add(1)
+	go s.sendAcks()
+}
+
+func (s *Session) sendAcks() {
+	defer s.wg.Done()
+	var ids []uint32
+	for {
+		s.mu.Lock()
+		ids, s.acks = s.acks, ids[:0]
+		if len(ids) == 0 || s.ys.IsClosed() {
+			s.ackBusy = false
+			s.acks = s.acks[:0]
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		for _, id := range ids {
+			if err := s.fc.injectRST(id, ResetUnknown); err != nil {
+				s.log.Debug().Err(err).Uint32("stream", id).Msg("acknowledging reset failed")
+			}
+		}
+	}
+}
+
+// registerLocked adds st to the stream map, applying any FIN or RST that
+// arrived for its ID before.
+func (s *Session) registerLocked(st *Stream) {
+	s.streams[st.id] = st
+	for i := range s.early {
+		if e := &s.early[i]; e.used && e.id == st.id {
+			st.noteFrame(e.flags, e.code)
+			e.used = false
+		}
+	}
+}
+
+const minSweep = 64
+
+// release gives back st's stream slot, once. The stream stays in the map
+// until the remote's FIN or RST is seen (so that a Read after a local
+// Close can still tell a clean end from a dead session), or, failing
+// that, until StreamCloseTimeout after the release, when yamux has
+// dropped it too.
+func (s *Session) release(st *Stream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st.released {
+		return
+	}
+	st.released = true
+	if st.inbound {
+		s.inbound--
+	} else {
+		s.outbound--
+	}
+	if st.finSeen.Load() || st.remoteReset.Load() || st.localReset.Load() {
+		if s.streams[st.id] == st {
+			delete(s.streams, st.id)
+		}
+		return
+	}
+	now := time.Now()
+	st.releasedAt = now
+	s.lingering++
+	if s.lingering > s.sweepAt {
+		for id, o := range s.streams {
+			if o.released && now.Sub(o.releasedAt) > s.cfg.StreamCloseTimeout {
+				delete(s.streams, id)
+				s.lingering--
+			}
+		}
+		s.sweepAt = max(minSweep, 2*s.lingering)
+	}
+}

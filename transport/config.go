@@ -1,0 +1,199 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/peerlink/peerlink/peer"
+)
+
+// Direction tells which side opened a link.
+type Direction uint8
+
+// Directions.
+const (
+	Inbound  Direction = 1 // the remote dialed us
+	Outbound Direction = 2 // we dialed the remote
+)
+
+// String returns "inbound", "outbound" or "direction(N)".
+func (d Direction) String() string {
+	switch d {
+	case Inbound:
+		return "inbound"
+	case Outbound:
+		return "outbound"
+	}
+	return "direction(" + strconv.Itoa(int(d)) + ")"
+}
+
+// Conn is an established, admitted link: a net.Conn that knows both
+// peers and who dialed. Its deadlines are clear when it is returned.
+type Conn interface {
+	net.Conn
+	LocalPeer() peer.ID
+	RemotePeer() peer.ID
+	Direction() Direction
+}
+
+// Listener hands out the inbound links a transport admitted.
+type Listener interface {
+	// Accept returns the next admitted link. After Close it returns an
+	// error wrapping net.ErrClosed.
+	Accept() (Conn, error)
+	// Addr returns the address the listener is bound to.
+	Addr() net.Addr
+	// Close stops accepting, aborts handshakes in flight, closes admitted
+	// links nobody Accepted, and returns once all the listener's
+	// goroutines have ended. It is idempotent.
+	Close() error
+}
+
+// Transport establishes links: Dial for outbound, Listen for inbound.
+type Transport interface {
+	// Dial connects to addr and returns the link once the remote proved
+	// the ID expected and its verdict admitted us. ctx bounds the whole
+	// dial, handshake included.
+	Dial(ctx context.Context, addr string, expected peer.ID) (Conn, error)
+	// Listen binds addr and starts admitting inbound links.
+	Listen(addr string) (Listener, error)
+}
+
+// Gater is consulted at each step of link establishment; a non-nil error
+// refuses the link. Methods may be called concurrently.
+//
+// InterceptSecured on the listening side decides the admission verdict:
+// the error's text is sent to the dialer as the reason, and a
+// *RefusalError (see Refuse) in its chain chooses the code.
+type Gater interface {
+	// InterceptDial is called before an outbound dial touches the network.
+	InterceptDial(id peer.ID, addr string) error
+	// InterceptAccept is called for each inbound socket before its
+	// handshake; a refusal closes the socket. It runs on the listener's
+	// accept loop, so it must be quick.
+	InterceptAccept(remote net.Addr) error
+	// InterceptSecured is called once the remote's ID is proven, in both
+	// directions.
+	InterceptSecured(dir Direction, id peer.ID, remote net.Addr) error
+}
+
+// GaterFuncs implements Gater with optional functions; a nil field allows.
+type GaterFuncs struct {
+	Dial    func(id peer.ID, addr string) error
+	Accept  func(remote net.Addr) error
+	Secured func(dir Direction, id peer.ID, remote net.Addr) error
+}
+
+// InterceptDial calls g.Dial if set.
+func (g GaterFuncs) InterceptDial(id peer.ID, addr string) error {
+	if g.Dial == nil {
+		return nil
+	}
+	return g.Dial(id, addr)
+}
+
+// InterceptAccept calls g.Accept if set.
+func (g GaterFuncs) InterceptAccept(remote net.Addr) error {
+	if g.Accept == nil {
+		return nil
+	}
+	return g.Accept(remote)
+}
+
+// InterceptSecured calls g.Secured if set.
+func (g GaterFuncs) InterceptSecured(dir Direction, id peer.ID, remote net.Addr) error {
+	if g.Secured == nil {
+		return nil
+	}
+	return g.Secured(dir, id, remote)
+}
+
+// Defaults for zero Config fields.
+const (
+	DefaultHandshakeTimeout     = 10 * time.Second
+	DefaultMaxPendingHandshakes = 64
+)
+
+// MaxNetworkLen is the longest Config.Network.
+const MaxNetworkLen = 64
+
+// Config configures a transport.
+type Config struct {
+	// Identity is the node's key pair; its ID is what remotes dial.
+	// Required.
+	Identity *peer.Identity
+	// Network names the network the node belongs to (e.g. a chain ID);
+	// nodes of different networks refuse each other during the handshake.
+	// Required: 1..64 bytes of printable ASCII, no spaces.
+	Network string
+	// HandshakeTimeout bounds the handshake plus the admission verdict,
+	// on both sides. 0 means DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// MaxPendingHandshakes bounds the inbound handshakes in flight per
+	// listener, including admitted links waiting for Accept; sockets
+	// beyond it are closed at once. 0 means DefaultMaxPendingHandshakes.
+	MaxPendingHandshakes int
+	// Gater is consulted at each step; nil allows everything.
+	Gater Gater
+	// Logger receives debug events per link and info events per
+	// listener. The zero value logs nothing.
+	Logger zerolog.Logger
+}
+
+// withDefaults validates cfg and fills in the defaults.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Identity == nil {
+		return cfg, fmt.Errorf("%w: Identity is nil", ErrInvalidConfig)
+	}
+	if cfg.Identity.ID().IsZero() {
+		return cfg, fmt.Errorf("%w: Identity has the zero ID (use peer.GenerateIdentity)", ErrInvalidConfig)
+	}
+	if err := checkNetwork(cfg.Network); err != nil {
+		return cfg, fmt.Errorf("%w: Network %w", ErrInvalidConfig, err)
+	}
+	switch {
+	case cfg.HandshakeTimeout < 0:
+		return cfg, fmt.Errorf("%w: HandshakeTimeout %v is negative", ErrInvalidConfig, cfg.HandshakeTimeout)
+	case cfg.HandshakeTimeout == 0:
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	switch {
+	case cfg.MaxPendingHandshakes < 0:
+		return cfg, fmt.Errorf("%w: MaxPendingHandshakes %d is negative", ErrInvalidConfig, cfg.MaxPendingHandshakes)
+	case cfg.MaxPendingHandshakes == 0:
+		cfg.MaxPendingHandshakes = DefaultMaxPendingHandshakes
+	}
+	if cfg.Gater == nil {
+		cfg.Gater = GaterFuncs{}
+	}
+	return cfg, nil
+}
+
+// checkNetwork validates a network name; the error text completes
+// "Network ...".
+func checkNetwork(s string) error {
+	if s == "" {
+		return errString("is empty")
+	}
+	if len(s) > MaxNetworkLen {
+		return fmt.Errorf("is %d bytes, max %d", len(s), MaxNetworkLen)
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == ' ':
+			return fmt.Errorf("%q contains a space", s)
+		case c < 0x21 || c > 0x7e:
+			return fmt.Errorf("%q contains byte 0x%02x at offset %d, want printable ASCII", s, c, i)
+		}
+	}
+	return nil
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }

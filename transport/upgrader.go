@@ -1,0 +1,245 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/peerlink/peerlink/peer"
+)
+
+// securer is the one step in which transports differ: it runs over a raw
+// connection whose deadline is set, proves (or, for Memory, claims) both
+// IDs and checks the network. Its errors wrap ErrPeerIDMismatch,
+// ErrNetworkMismatch, ErrInvalidCertificate, ErrCertificateRejected or
+// ErrProtocol where they apply; other errors are returned with
+// unprefixed context for the upgrader to wrap, timeouts untouched.
+type securer interface {
+	// name is the step's name in errors: "tls handshake", "memory hello".
+	name() string
+	secureOutbound(raw net.Conn, expected peer.ID) (Conn, error)
+	secureInbound(raw net.Conn) (Conn, error)
+}
+
+// upgrader turns raw connections into admitted links. It is the single
+// code path shared by all transports: deadline and cancellation, the
+// security step, the gater's InterceptSecured and the admission verdict.
+type upgrader struct {
+	local      peer.ID
+	timeout    time.Duration
+	maxPending int
+	gater      Gater
+	sec        securer
+	log        zerolog.Logger
+	stats      counters
+
+	// hook, if set (tests only, before any Listen), sees each inbound
+	// event: "start", "ok", "failed", "refused", "overlimit".
+	hook func(kind string, remote net.Addr, err error)
+}
+
+func newUpgrader(cfg Config, sec securer) *upgrader {
+	return &upgrader{
+		local:      cfg.Identity.ID(),
+		timeout:    cfg.HandshakeTimeout,
+		maxPending: cfg.MaxPendingHandshakes,
+		gater:      cfg.Gater,
+		sec:        sec,
+		log:        cfg.Logger,
+	}
+}
+
+// dial runs the outbound sequence: InterceptDial, the raw dial, then
+// upgradeOutbound.
+func (u *upgrader) dial(ctx context.Context, addr string, expected peer.ID, dialRaw func(context.Context, string) (net.Conn, error)) (Conn, error) {
+	if expected.IsZero() {
+		u.stats.outFailed.Add(1)
+		return nil, fmt.Errorf("transport: dial %s: expected peer ID is the zero ID", addr)
+	}
+	if err := u.gater.InterceptDial(expected, addr); err != nil {
+		u.stats.outRefused.Add(1)
+		return nil, fmt.Errorf("%w: dial to %s at %s: %w", ErrGated, expected.ShortString(), addr, err)
+	}
+	if err := ctx.Err(); err != nil {
+		u.stats.outFailed.Add(1)
+		return nil, fmt.Errorf("transport: dial %s at %s: %w", expected.ShortString(), addr, ctxErr(ctx))
+	}
+	raw, err := dialRaw(ctx, addr)
+	if err != nil {
+		u.stats.outFailed.Add(1)
+		return nil, fmt.Errorf("transport: dial %s at %s: %w", expected.ShortString(), addr, err)
+	}
+	c, err := u.upgradeOutbound(ctx, raw, expected)
+	if err != nil {
+		// Counted by upgradeOutbound.
+		return nil, err
+	}
+	if e := u.log.Debug(); e.Enabled() {
+		e.Stringer("addr", raw.RemoteAddr()).Str("peer", c.RemotePeer().ShortString()).
+			Stringer("direction", Outbound).Msg("link established")
+	}
+	return c, nil
+}
+
+// guard arms the abort of a handshake: when ctx ends, raw is closed,
+// which fails whatever the handshake is blocked in. done disarms it and
+// reports whether it had fired; it waits for the closing to finish, so
+// no goroutine outlives the handshake.
+func guard(ctx context.Context, raw net.Conn) (done func() (fired bool)) {
+	if ctx.Done() == nil {
+		return func() bool { return false }
+	}
+	closed := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		raw.Close()
+		close(closed)
+	})
+	return func() bool {
+		if stop() {
+			return false
+		}
+		<-closed
+		return true
+	}
+}
+
+// upgradeOutbound: security step, InterceptSecured(Outbound), read the
+// verdict. raw is closed on failure.
+func (u *upgrader) upgradeOutbound(ctx context.Context, raw net.Conn, expected peer.ID) (Conn, error) {
+	done := guard(ctx, raw)
+	_ = raw.SetDeadline(time.Now().Add(u.timeout))
+
+	c, err := u.sec.secureOutbound(raw, expected)
+	if err != nil {
+		done()
+		raw.Close()
+		u.stats.outFailed.Add(1)
+		return nil, u.failure(ctx, u.sec.name(), err)
+	}
+	if err := u.gater.InterceptSecured(Outbound, c.RemotePeer(), raw.RemoteAddr()); err != nil {
+		done()
+		c.Close()
+		u.stats.outRefused.Add(1)
+		return nil, fmt.Errorf("%w: link to %s at %s: %w", ErrGated, c.RemotePeer().ShortString(), raw.RemoteAddr(), err)
+	}
+	code, reason, err := readVerdict(c)
+	if err != nil {
+		done()
+		c.Close()
+		u.stats.outFailed.Add(1)
+		return nil, u.failure(ctx, "admission verdict", mapRemoteAlert(err))
+	}
+	if code != 0 {
+		done()
+		c.Close()
+		u.stats.outRemoteRefused.Add(1)
+		return nil, &RemoteRefusedError{Code: code, Reason: reason}
+	}
+	if done() {
+		c.Close()
+		u.stats.outFailed.Add(1)
+		return nil, u.failure(ctx, "admission verdict", ctx.Err())
+	}
+	_ = raw.SetDeadline(time.Time{})
+	u.stats.outOK.Add(1)
+	return c, nil
+}
+
+// upgradeInbound: security step, InterceptSecured(Inbound), write the
+// verdict. raw is closed on failure and on refusal. ctx is the
+// listener's: it ends when the listener closes.
+func (u *upgrader) upgradeInbound(ctx context.Context, raw net.Conn) (Conn, error) {
+	done := guard(ctx, raw)
+	_ = raw.SetDeadline(time.Now().Add(u.timeout))
+
+	c, err := u.sec.secureInbound(raw)
+	if err != nil {
+		done()
+		raw.Close()
+		u.stats.inFailed.Add(1)
+		return nil, u.failure(ctx, u.sec.name(), err)
+	}
+	var (
+		code   RefusalCode
+		reason string
+	)
+	gerr := u.gater.InterceptSecured(Inbound, c.RemotePeer(), raw.RemoteAddr())
+	if gerr != nil {
+		code, reason = refusalOf(gerr)
+	}
+	werr := writeVerdict(c, code, reason)
+	if gerr != nil {
+		done()
+		c.Close()
+		u.stats.inRefused.Add(1)
+		return nil, fmt.Errorf("%w: link from %s (%s): %w", ErrGated, c.RemotePeer().ShortString(), code, gerr)
+	}
+	if werr != nil {
+		done()
+		c.Close()
+		u.stats.inFailed.Add(1)
+		return nil, u.failure(ctx, "admission verdict", werr)
+	}
+	if done() {
+		c.Close()
+		u.stats.inFailed.Add(1)
+		return nil, u.failure(ctx, "admission verdict", ctx.Err())
+	}
+	_ = raw.SetDeadline(time.Time{})
+	u.stats.inOK.Add(1)
+	return c, nil
+}
+
+// failure turns an error of stage into what the caller sees: the
+// context's error if it ended, ErrHandshakeTimeout if the deadline
+// passed, our own errors as they are, anything else prefixed.
+func (u *upgrader) failure(ctx context.Context, stage string, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("transport: %s aborted: %w", stage, ctxErr(ctx))
+	case isTimeout(err):
+		return fmt.Errorf("%w: %s not done within %v (%w)", ErrHandshakeTimeout, stage, u.timeout, err)
+	case isOurs(err):
+		return err
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrClosedPipe):
+		return fmt.Errorf("transport: %s: remote closed the connection (%w)", stage, err)
+	}
+	return fmt.Errorf("transport: %s: %w", stage, err)
+}
+
+// ctxErr returns ctx's error, with its cause if that says more.
+func ctxErr(ctx context.Context) error {
+	err, cause := ctx.Err(), context.Cause(ctx)
+	if cause == nil || cause == err {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", err, cause)
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// isOurs reports whether err already carries one of our sentinels, and
+// so its "transport: " prefix and details.
+func isOurs(err error) bool {
+	for _, s := range [...]error{
+		ErrPeerIDMismatch, ErrNetworkMismatch, ErrCertificateRejected,
+		ErrInvalidCertificate, ErrProtocol, ErrGated, ErrRemoteRefused, ErrHandshakeTimeout,
+	} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
