@@ -3,6 +3,7 @@ package transport
 import (
 	"crypto/tls"
 	"net"
+	"sync"
 
 	"github.com/peerlink/peerlink/peer"
 )
@@ -25,11 +26,33 @@ func (l *linkInfo) LocalPeer() peer.ID   { return l.local }
 func (l *linkInfo) RemotePeer() peer.ID  { return l.remote }
 func (l *linkInfo) Direction() Direction { return l.dir }
 
-// tlsConn is a TCP link. It embeds the concrete *tls.Conn, so Read and
-// Write are direct calls with nothing in between.
+// tlsConn is a TCP link. It embeds the concrete *tls.Conn, so Read is a
+// direct call; Write gathers the records of a large write into one socket
+// write (see recordBatcher).
 type tlsConn struct {
 	*tls.Conn
 	linkInfo
+	batch   *recordBatcher
+	writeMu sync.Mutex // one batch at a time
+}
+
+func newTLSConn(tc *tls.Conn, batch *recordBatcher, info linkInfo) *tlsConn {
+	return &tlsConn{Conn: tc, linkInfo: info, batch: batch}
+}
+
+func (c *tlsConn) Write(p []byte) (int, error) {
+	if len(p) <= minBatchWrite {
+		return c.Conn.Write(p) // one record: nothing to gather
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	c.batch.begin()
+	n, err := c.Conn.Write(p)
+	if ferr := c.batch.flush(); err == nil && ferr != nil {
+		// crypto/tls counted the records as written; they were not.
+		return 0, ferr
+	}
+	return n, err
 }
 
 // plainConn is a link over any other net.Conn (the memory transport's).

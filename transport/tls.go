@@ -233,15 +233,17 @@ func (s *tlsSecurer) secureOutbound(raw net.Conn, expected peer.ID) (Conn, error
 			return nil
 		},
 	}
-	tc := tls.Client(raw, conf)
+	batch := &recordBatcher{Conn: raw}
+	tc := tls.Client(batch, conf)
 	if err := tc.Handshake(); err != nil {
 		return nil, s.handshakeError(tc, err, Outbound)
 	}
-	return &tlsConn{Conn: tc, linkInfo: linkInfo{local: s.local, remote: remote, dir: Outbound}}, nil
+	return newTLSConn(tc, batch, linkInfo{local: s.local, remote: remote, dir: Outbound}), nil
 }
 
 func (s *tlsSecurer) secureInbound(raw net.Conn) (Conn, error) {
-	tc := tls.Server(raw, s.server)
+	batch := &recordBatcher{Conn: raw}
+	tc := tls.Server(batch, s.server)
 	if err := tc.Handshake(); err != nil {
 		return nil, s.handshakeError(tc, err, Inbound)
 	}
@@ -251,7 +253,7 @@ func (s *tlsSecurer) secureInbound(raw net.Conn) (Conn, error) {
 		tc.Close()
 		return nil, err
 	}
-	return &tlsConn{Conn: tc, linkInfo: linkInfo{local: s.local, remote: remote, dir: Inbound}}, nil
+	return newTLSConn(tc, batch, linkInfo{local: s.local, remote: remote, dir: Inbound}), nil
 }
 
 // handshakeError explains a failed handshake. Our own verification

@@ -1,0 +1,93 @@
+package transport
+
+import (
+	"net"
+	"sync"
+)
+
+// tlsRecordLen is the most plaintext crypto/tls puts in one record.
+const tlsRecordLen = 16 << 10
+
+// minBatchWrite is the largest write that always fits one record, even
+// while crypto/tls sizes records to a TCP segment (~1.2 KB, on a new or
+// idle link: its dynamic record sizing); larger writes are gathered.
+const minBatchWrite = 1024
+
+// maxBatch bounds the bytes a recordBatcher gathers before it writes them
+// out, so that one large Write does not buffer without limit.
+const maxBatch = 64<<10 + 4*64 // four full records with their overhead
+
+var batchPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, maxBatch)
+	return &b
+}}
+
+// recordBatcher sits between crypto/tls and the socket. crypto/tls seals
+// a large Write into records of at most 16 KiB and writes each with its
+// own call to the socket: five system calls for one 64 KiB yamux frame.
+// While a batch is open, the batcher gathers those records and writes
+// them with one call when the batch is flushed (or maxBatch fills).
+// Outside a batch (handshake, alerts, close_notify) writes go straight
+// through. mu keeps every write in order, batched or not: TLS records
+// reordered on the wire would fail authentication.
+type recordBatcher struct {
+	net.Conn
+
+	mu       sync.Mutex
+	batching bool
+	buf      *[]byte // from batchPool while a batch holds data
+	err      error   // a failed write while batching; reported by flush
+}
+
+func (b *recordBatcher) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.batching {
+		return b.Conn.Write(p)
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.buf == nil {
+		b.buf = batchPool.Get().(*[]byte)
+	}
+	if len(*b.buf)+len(p) > maxBatch && len(*b.buf) > 0 {
+		if b.err = b.writeOut(); b.err != nil {
+			return 0, b.err
+		}
+	}
+	*b.buf = append(*b.buf, p...)
+	return len(p), nil
+}
+
+// begin opens a batch.
+func (b *recordBatcher) begin() {
+	b.mu.Lock()
+	b.batching = true
+	b.mu.Unlock()
+}
+
+// flush writes what the batch gathered and closes it.
+func (b *recordBatcher) flush() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.batching = false
+	err := b.err
+	b.err = nil
+	if b.buf != nil {
+		if err == nil {
+			err = b.writeOut()
+		}
+		*b.buf = (*b.buf)[:0]
+		batchPool.Put(b.buf)
+		b.buf = nil
+	}
+	return err
+}
+
+// writeOut writes the gathered bytes; b.mu must be held.
+func (b *recordBatcher) writeOut() error {
+	_, err := b.Conn.Write(*b.buf)
+	*b.buf = (*b.buf)[:0]
+	return err
+}
