@@ -527,14 +527,18 @@ func (m *ConnectionManager) register(e *entry, conn transport.Conn) (*link, erro
 	if old != nil {
 		old.close(ReasonReplaced)
 	}
+	// Published before the watcher starts, so that a link's disconnected
+	// event can never overtake its connected event.
+	addr := conn.RemoteAddr().String()
+	log.Debug().Msg("link open")
+	m.events.publish(Event{Type: EventConnected, Peer: e.id, Direction: dir, Addr: addr, Time: l.openedAt})
 	if !m.spawn(func() { m.watch(e, l) }) {
 		// Close has begun and may already have passed this entry.
 		l.close(ReasonShutdown)
 		m.release(dir)
+		m.events.publish(Event{Type: EventDisconnected, Peer: e.id, Direction: dir, Addr: addr, Reason: ReasonShutdown, Time: time.Now()})
 		return nil, ErrClosed
 	}
-	log.Debug().Msg("link open")
-	m.events.publish(Event{Type: EventConnected, Peer: e.id, Direction: dir, Addr: conn.RemoteAddr().String(), Time: l.openedAt})
 	return l, nil
 }
 
