@@ -6,6 +6,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/peerlink/peerlink/breaker"
 	"github.com/peerlink/peerlink/mux"
 	"github.com/peerlink/peerlink/peer"
 	"github.com/peerlink/peerlink/transport"
@@ -23,7 +24,13 @@ const (
 	DefaultStreamHeaderTimeout   = 10 * time.Second
 	DefaultKeepAliveInterval     = 30 * time.Second
 	DefaultEventBuffer           = 256
-	maxAddrsPerPeer              = 16
+
+	DefaultBackoffInitialInterval     = 1 * time.Second
+	DefaultBackoffMultiplier          = 2.0
+	DefaultBackoffRandomizationFactor = 0.5
+	DefaultBackoffMaxInterval         = 60 * time.Second
+	DefaultBackoffMaxElapsedTime      = 5 * time.Minute
+	maxAddrsPerPeer                   = 16
 )
 
 // TransportFunc builds the transport a manager dials and listens with. The
@@ -104,10 +111,45 @@ type Config struct {
 	// ones. Zero means 30 s; negative disables keepalive.
 	KeepAliveInterval time.Duration
 
+	// Breaker configures the per-peer circuit breakers every dial passes
+	// through: after FailureThreshold (5) failed dials in a row a peer's
+	// circuit opens and Connect fails at once with ErrCircuitOpen; after
+	// OpenTimeout (30 s) one trial dial is let through. Zero fields take
+	// breaker.DefaultSettings. IsExcluded, if set, adds to the errors the
+	// manager already excludes (its own refusals, gater refusals, closing).
+	Breaker breaker.Settings
+
+	// Backoff paces RetryConnect and the reconnects to persistent peers.
+	Backoff Backoff
+
+	// PersistentPeers are kept connected: New dials them in the
+	// background, and whenever a link to one drops for any reason but a
+	// local Disconnect, the manager reconnects with Backoff, forever.
+	PersistentPeers []peer.AddrInfo
+
 	// Logger receives structured logs (fields peer, addr, direction).
 	// Nothing is logged per message above debug. The zero Logger discards
 	// everything, as does DefaultConfig's zerolog.Nop().
 	Logger zerolog.Logger
+}
+
+// Backoff is an exponential backoff with jitter (github.com/cenkalti/backoff/v4).
+// Zero durations and multiplier take the defaults shown.
+type Backoff struct {
+	// InitialInterval is the first wait (1 s). It is also the window over
+	// which the first reconnect attempts after a drop are spread at
+	// random, so that many peers dropping at once do not redial at once.
+	InitialInterval time.Duration
+	// Multiplier grows the wait after each failure (2).
+	Multiplier float64
+	// RandomizationFactor jitters each wait by ± this fraction. 0 means
+	// no jitter (DefaultConfig sets 0.5).
+	RandomizationFactor float64
+	// MaxInterval caps the wait (60 s); reconnect attempts settle there.
+	MaxInterval time.Duration
+	// MaxElapsedTime bounds RetryConnect (5 min). Reconnects to persistent
+	// peers ignore it: they never give up on their own.
+	MaxElapsedTime time.Duration
 }
 
 // DefaultConfig returns the documented defaults: network "peerlink", no
@@ -126,7 +168,15 @@ func DefaultConfig() Config {
 		MaxStreamsPerPeer:     DefaultMaxStreamsPerPeer,
 		StreamHeaderTimeout:   DefaultStreamHeaderTimeout,
 		KeepAliveInterval:     DefaultKeepAliveInterval,
-		Logger:                zerolog.Nop(),
+		Breaker:               breaker.DefaultSettings(),
+		Backoff: Backoff{
+			InitialInterval:     DefaultBackoffInitialInterval,
+			Multiplier:          DefaultBackoffMultiplier,
+			RandomizationFactor: DefaultBackoffRandomizationFactor,
+			MaxInterval:         DefaultBackoffMaxInterval,
+			MaxElapsedTime:      DefaultBackoffMaxElapsedTime,
+		},
+		Logger: zerolog.Nop(),
 	}
 }
 
@@ -161,6 +211,45 @@ func (cfg Config) withDefaults() (Config, error) {
 	for _, c := range counts {
 		if c.v < 0 {
 			return cfg, bad(c.name, "is %d; want 0 (unlimited or default) or more", c.v)
+		}
+	}
+	if err := cfg.Breaker.Validate(); err != nil {
+		return cfg, fmt.Errorf("%w: Breaker: %w", ErrInvalidConfig, err)
+	}
+	b := &cfg.Backoff
+	switch {
+	case b.InitialInterval < 0:
+		return cfg, bad("Backoff.InitialInterval", "is %v; want a positive duration, or 0 for the default", b.InitialInterval)
+	case b.MaxInterval < 0:
+		return cfg, bad("Backoff.MaxInterval", "is %v; want a positive duration, or 0 for the default", b.MaxInterval)
+	case b.MaxElapsedTime < 0:
+		return cfg, bad("Backoff.MaxElapsedTime", "is %v; want a positive duration, or 0 for the default", b.MaxElapsedTime)
+	case b.Multiplier != 0 && b.Multiplier < 1:
+		return cfg, bad("Backoff.Multiplier", "is %v; want 1 or more (or 0 for the default)", b.Multiplier)
+	case b.RandomizationFactor < 0 || b.RandomizationFactor > 1:
+		return cfg, bad("Backoff.RandomizationFactor", "is %v; want 0 to 1", b.RandomizationFactor)
+	}
+	if b.InitialInterval == 0 {
+		b.InitialInterval = DefaultBackoffInitialInterval
+	}
+	if b.Multiplier == 0 {
+		b.Multiplier = DefaultBackoffMultiplier
+	}
+	if b.MaxInterval == 0 {
+		b.MaxInterval = max(DefaultBackoffMaxInterval, b.InitialInterval)
+	}
+	if b.MaxElapsedTime == 0 {
+		b.MaxElapsedTime = DefaultBackoffMaxElapsedTime
+	}
+	if b.MaxInterval < b.InitialInterval {
+		return cfg, bad("Backoff.MaxInterval", "is %v, less than InitialInterval (%v)", b.MaxInterval, b.InitialInterval)
+	}
+	for i, p := range cfg.PersistentPeers {
+		if err := p.Validate(); err != nil {
+			return cfg, bad(fmt.Sprintf("PersistentPeers[%d]", i), "is invalid: %v", err)
+		}
+		if len(p.Addrs) == 0 {
+			return cfg, bad(fmt.Sprintf("PersistentPeers[%d]", i), "has no address")
 		}
 	}
 	if cfg.MaxConnections > 0 && cfg.MaxInboundConnections > cfg.MaxConnections {

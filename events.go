@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/peerlink/peerlink/breaker"
 	"github.com/peerlink/peerlink/peer"
 	"github.com/peerlink/peerlink/transport"
 )
@@ -18,6 +19,8 @@ const (
 	EventConnected EventType = iota + 1
 	// EventDisconnected: a link to the peer has closed; Reason says why.
 	EventDisconnected
+	// EventCircuit: the peer's circuit breaker changed state, From → To.
+	EventCircuit
 )
 
 func (t EventType) String() string {
@@ -26,6 +29,8 @@ func (t EventType) String() string {
 		return "connected"
 	case EventDisconnected:
 		return "disconnected"
+	case EventCircuit:
+		return "circuit"
 	}
 	return fmt.Sprintf("event(%d)", uint8(t))
 }
@@ -77,10 +82,15 @@ type Event struct {
 	// Reason and Err say why a link closed (EventDisconnected only).
 	Reason DisconnectReason
 	Err    error
-	Time   time.Time
+	// From and To are the circuit breaker's states (EventCircuit only).
+	From, To breaker.State
+	Time     time.Time
 }
 
 func (e Event) String() string {
+	if e.Type == EventCircuit {
+		return fmt.Sprintf("circuit %s %s → %s", e.Peer.ShortString(), e.From, e.To)
+	}
 	s := fmt.Sprintf("%s %s %s %s", e.Type, e.Peer.ShortString(), e.Direction, e.Addr)
 	if e.Type == EventDisconnected {
 		s += ": " + e.Reason.String()

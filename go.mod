@@ -3,6 +3,7 @@ module github.com/peerlink/peerlink
 go 1.25
 
 require (
+	github.com/cenkalti/backoff/v4 v4.3.0
 	github.com/hashicorp/yamux v0.1.2
 	github.com/rs/zerolog v1.35.1
 	github.com/sony/gobreaker/v2 v2.4.0

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/peerlink/peerlink/breaker"
 	"github.com/peerlink/peerlink/mux"
 	"github.com/peerlink/peerlink/peer"
 	"github.com/peerlink/peerlink/transport"
@@ -25,13 +26,14 @@ import (
 // per dial in flight and one watcher per open link (each yamux session adds
 // its own, which mux owns). Close stops them all and waits for them.
 type ConnectionManager struct {
-	cfg    Config
-	id     peer.ID
-	log    zerolog.Logger
-	tr     transport.Transport
-	muxCfg mux.Config
-	peers  *peer.Table[*entry]
-	events eventBus
+	cfg      Config
+	id       peer.ID
+	log      zerolog.Logger
+	tr       transport.Transport
+	muxCfg   mux.Config
+	peers    *peer.Table[*entry]
+	events   eventBus
+	breakers *breaker.Registry
 
 	handlers sync.Map // protocol string → mux.Handler
 
@@ -64,7 +66,11 @@ type entry struct {
 	// dialer already counts it as open, so until it is registered here (or
 	// HandshakeTimeout passes) callers wait for it rather than dial.
 	admitted time.Time
-	removed  bool
+	// persistent peers are redialed when their link drops; reconnecting
+	// is set while their reconnect loop runs.
+	persistent   bool
+	reconnecting bool
+	removed      bool
 }
 
 // pendingInbound returns a channel closed when the next link registers, and
@@ -142,6 +148,9 @@ func New(cfg Config) (*ConnectionManager, error) {
 	}
 	m.log = cfg.Logger.With().Str("component", "peerlink").Str("self", m.id.ShortString()).Logger()
 	m.muxCfg = cfg.muxConfig(m.log)
+	if err := m.newBreakers(); err != nil {
+		return nil, err
+	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.tr, err = cfg.Transport(transport.Config{
 		Identity:             cfg.Identity,
@@ -162,6 +171,12 @@ func New(cfg Config) (*ConnectionManager, error) {
 		if err := m.Listen(addr); err != nil {
 			_ = m.Close()
 			return nil, err
+		}
+	}
+	for _, info := range cfg.PersistentPeers {
+		if err := m.AddPersistentPeer(info); err != nil {
+			_ = m.Close()
+			return nil, fmt.Errorf("%w: PersistentPeers: %w", ErrInvalidConfig, err)
 		}
 	}
 	return m, nil
@@ -269,11 +284,12 @@ func (m *ConnectionManager) lockEntry(id peer.ID) *entry {
 // no link, no dial, no address. Without it every inbound peer ID, however
 // short its visit, would stay in the table. e.mu must be held.
 func (m *ConnectionManager) forget(e *entry) {
-	if e.link != nil || e.draining != nil || e.dial != nil || len(e.addrs) > 0 || !e.admitted.IsZero() {
+	if e.link != nil || e.draining != nil || e.dial != nil || len(e.addrs) > 0 || !e.admitted.IsZero() || e.persistent {
 		return
 	}
 	e.removed = true
 	m.peers.DeleteIf(e.id, func(v *entry) bool { return v == e })
+	m.breakers.Remove(e.id)
 }
 
 // spawn runs f in a goroutine the manager owns, unless Close has begun.
@@ -394,6 +410,17 @@ func (m *ConnectionManager) dial(e *entry) (*link, error) {
 	if m.cfg.MaxConnections > 0 && m.conns.Load() >= int64(m.cfg.MaxConnections) {
 		return nil, ErrConnectionLimit
 	}
+	var l *link
+	err := m.breakers.Execute(e.id, func() error {
+		var err error
+		l, err = m.dialAddrs(ctx, e, addrs)
+		return err
+	})
+	return l, err
+}
+
+// dialAddrs tries the peer's addresses in turn until one gives a link.
+func (m *ConnectionManager) dialAddrs(ctx context.Context, e *entry, addrs []string) (*link, error) {
 	var errs []error
 	for _, addr := range addrs {
 		conn, err := m.tr.Dial(ctx, addr, e.id)
@@ -574,6 +601,11 @@ func (m *ConnectionManager) watch(e *entry, l *link) {
 	m.forget(e)
 	e.mu.Unlock()
 	m.release(l.dir())
+	if reason != ReasonLocal && reason != ReasonShutdown {
+		e.mu.Lock()
+		m.reconnectLocked(e)
+		e.mu.Unlock()
+	}
 	ev := m.log.Debug().Str("peer", e.id.ShortString()).Stringer("direction", l.dir()).Stringer("reason", reason)
 	if err != nil {
 		ev = ev.Err(err)

@@ -32,5 +32,6 @@
 // Goroutines: yamux runs three per session (receive, send, keepalive);
 // mux adds one, the accept loop, plus one per inbound stream that is
 // being served, plus one per OpenStream with a cancellable context while
-// yamux is opening. Close waits for all of mux's.
+// yamux is opening, plus one while a ping is in flight (concurrent Ping
+// and PingContext calls share it). Close waits for all of mux's.
 package mux

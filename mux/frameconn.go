@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // yamux v0.1.2 wire format (spec.md in the yamux module): every frame
@@ -75,6 +76,7 @@ type frameConn struct {
 	net.Conn
 
 	in, out atomic.Uint64
+	lastIn  atomic.Int64 // when bytes last arrived: nanoseconds since monoBase
 	rstSent [NumResetCodes]atomic.Uint64
 
 	tracker frameTracker // used only by Read: yamux's one recv goroutine
@@ -90,14 +92,28 @@ type frameConn struct {
 func newFrameConn(c net.Conn, onFrame func(id uint32, flags uint16, code uint32)) *frameConn {
 	fc := &frameConn{Conn: c}
 	fc.tracker.onFrame = onFrame
+	fc.lastIn.Store(int64(time.Since(monoBase)))
 	return fc
 }
 
-// Read reads from the link, counts the bytes and feeds them to the tracker.
+// monoBase is the origin of frameConn.lastIn. Durations since it are read
+// off the monotonic clock alone (time.Since of a time that has a monotonic
+// reading makes no wall clock call), and monoBase.Add of one is a
+// time.Time that keeps a monotonic reading.
+var monoBase = time.Now()
+
+// lastRead returns when bytes last arrived (or the conn was made).
+func (c *frameConn) lastRead() time.Time {
+	return monoBase.Add(time.Duration(c.lastIn.Load()))
+}
+
+// Read reads from the link, counts the bytes, notes the time and feeds
+// them to the tracker.
 func (c *frameConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.in.Add(uint64(n))
+		c.lastIn.Store(int64(time.Since(monoBase)))
 		c.tracker.feed(p[:n])
 	}
 	return n, err

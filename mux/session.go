@@ -63,6 +63,7 @@ type Session struct {
 	wg        sync.WaitGroup // handler, open and ack goroutines
 	acks      []uint32       // streams whose coded RST we are to acknowledge
 	ackBusy   bool           // an ack goroutine is running
+	ping      *pingCall      // the yamux ping in flight, shared by PingContext callers
 
 	localClose atomic.Bool
 	teardown   atomic.Bool // closing or closed: yamux errors are noise
@@ -200,19 +201,109 @@ func (s *Session) Stats() SessionStats {
 }
 
 // Ping sends a yamux ping and returns the round-trip time. It waits at
-// most ConnectionWriteTimeout for the answer.
+// most ConnectionWriteTimeout for the answer (after the ping is queued).
+// It is PingContext without a context of its own.
 func (s *Session) Ping() (time.Duration, error) {
-	d, err := s.ys.Ping()
-	switch {
+	return s.PingContext(context.Background())
+}
+
+// pingCall is one yamux ping, run by its own goroutine, whose result any
+// number of PingContext callers wait for.
+type pingCall struct {
+	done chan struct{} // closed when rtt and err are set
+	rtt  time.Duration
+	err  error // yamux's
+}
+
+// PingContext sends a yamux ping and returns the round-trip time, waiting
+// no longer than ctx allows.
+//
+// When ctx ends first it returns an error wrapping ctx.Err() (and the
+// cause, if any); for a deadline the error also satisfies
+// errors.Is(err, os.ErrDeadlineExceeded). When the session has ended, or
+// ends meanwhile, it returns the error stream operations return, which
+// wraps ErrSessionClosed. Without an answer within ConnectionWriteTimeout
+// (yamux's own bound) it fails with an error wrapping
+// os.ErrDeadlineExceeded even if ctx has time left.
+//
+// yamux's ping takes no context, so it runs in a goroutine, which
+// finishes the ping when a caller gives up (by ConnectionWriteTimeout, or
+// at once when the session closes; Close waits for it). Concurrent calls
+// share the ping in flight rather than each starting one: a session never
+// has more than one such goroutine, however often PingContext is called
+// with short deadlines. A caller that joins a ping already in flight gets
+// that ping's round-trip time; its answer arrived after the caller came,
+// which is what a liveness check needs.
+func (s *Session) PingContext(ctx context.Context) (time.Duration, error) {
+	if ctx.Err() != nil {
+		return 0, pingContextErr(ctx)
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return 0, s.closedErr()
+	}
+	c := s.ping
+	if c == nil {
+		c = &pingCall{done: make(chan struct{})}
+		s.ping = c
+		s.wg.Add(1)
+		go s.runPing(c)
+	}
+	s.mu.Unlock()
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return 0, pingContextErr(ctx)
+	}
+	switch err := c.err; {
 	case err == nil:
-		return d, nil
+		return c.rtt, nil
 	case err == yamux.ErrSessionShutdown:
 		return 0, s.closedErr()
 	case err == yamux.ErrTimeout:
 		return 0, fmt.Errorf("mux: ping: no answer within %v: %w", s.cfg.ConnectionWriteTimeout, os.ErrDeadlineExceeded)
+	case err == yamux.ErrConnectionWriteTimeout:
+		return 0, &multiError{"mux: ping: " + err.Error(), []error{err, os.ErrDeadlineExceeded}}
+	default:
+		return 0, fmt.Errorf("mux: ping: %w", err)
 	}
-	return 0, fmt.Errorf("mux: ping: %w", err)
 }
+
+// runPing runs yamux's ping for c. yamux's Ping returns within
+// ConnectionWriteTimeout (twice that if the send queue is stuck), or at
+// once when the session shuts down.
+func (s *Session) runPing(c *pingCall) {
+	defer s.wg.Done()
+	c.rtt, c.err = s.ys.Ping()
+	s.mu.Lock()
+	s.ping = nil
+	s.mu.Unlock()
+	close(c.done)
+}
+
+// pingContextErr is PingContext's error once ctx has ended.
+func pingContextErr(ctx context.Context) error {
+	err := ctx.Err()
+	errs := []error{err}
+	msg := "mux: ping: " + err.Error()
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		errs = append(errs, cause)
+		msg += ": " + cause.Error()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		errs = append(errs, os.ErrDeadlineExceeded)
+	}
+	return &multiError{msg, errs}
+}
+
+// LastRead returns when bytes last arrived on the link: the session's
+// start until any have. It costs one atomic load and does no I/O (the
+// frame conn stores the time at every read from the link), so a health
+// checker can tell an idle link from a busy one for free. The time has a
+// monotonic clock reading: compare it with time.Now, not across a wall
+// clock change.
+func (s *Session) LastRead() time.Time { return s.fc.lastRead() }
 
 // Close closes the yamux session and the link, then waits for the accept
 // loop and for every handler it started to return (handlers blocked in a
