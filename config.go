@@ -7,6 +7,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/peerlink/peerlink/breaker"
+	"github.com/peerlink/peerlink/health"
 	"github.com/peerlink/peerlink/mux"
 	"github.com/peerlink/peerlink/peer"
 	"github.com/peerlink/peerlink/transport"
@@ -22,7 +23,6 @@ const (
 	DefaultMaxInboundConnections = 300
 	DefaultMaxStreamsPerPeer     = 256
 	DefaultStreamHeaderTimeout   = 10 * time.Second
-	DefaultKeepAliveInterval     = 30 * time.Second
 	DefaultEventBuffer           = 256
 
 	DefaultBackoffInitialInterval     = 1 * time.Second
@@ -107,9 +107,20 @@ type Config struct {
 	// name its protocol. Zero means 10 s.
 	StreamHeaderTimeout time.Duration
 
-	// KeepAliveInterval is how often yamux pings an idle link to find dead
-	// ones. Zero means 30 s; negative disables keepalive.
-	KeepAliveInterval time.Duration
+	// Health configures the link health monitor. Every Interval (10 s) it
+	// pings each link on which nothing has arrived for IdleThreshold (the
+	// Interval), with Timeout (5 s), at most MaxInFlight (16) at once; a
+	// link that fails FailureThreshold (3) checks in a row is closed
+	// (EventDisconnected, ReasonUnhealthy) and, for a persistent peer,
+	// redialed. A link that goes silent with its socket still open is
+	// found within Health.DetectionBound(): 55 s by default. Zero fields
+	// take health.DefaultConfig. The monitor replaces yamux's keepalive.
+	Health health.Config
+
+	// DisableHealthMonitor turns the monitor off. yamux's keepalive then
+	// pings every Health.Interval instead, closing a link whose ping
+	// cannot be sent; it does not notice a link that swallows pings.
+	DisableHealthMonitor bool
 
 	// Breaker configures the per-peer circuit breakers every dial passes
 	// through: after FailureThreshold (5) failed dials in a row a peer's
@@ -155,8 +166,8 @@ type Backoff struct {
 // DefaultConfig returns the documented defaults: network "peerlink", no
 // listen addresses, TCP with TLS 1.3, 10 s handshakes (64 in flight per
 // listener), 15 s dials, 400 connections of which at most 300 inbound, 256
-// streams per peer, 10 s stream header timeout, 30 s keepalive, and no
-// logging.
+// streams per peer, 10 s stream header timeout, the breaker, backoff and
+// health defaults, and no logging.
 func DefaultConfig() Config {
 	return Config{
 		Network:               DefaultNetwork,
@@ -167,7 +178,7 @@ func DefaultConfig() Config {
 		MaxInboundConnections: DefaultMaxInboundConnections,
 		MaxStreamsPerPeer:     DefaultMaxStreamsPerPeer,
 		StreamHeaderTimeout:   DefaultStreamHeaderTimeout,
-		KeepAliveInterval:     DefaultKeepAliveInterval,
+		Health:                health.DefaultConfig(),
 		Breaker:               breaker.DefaultSettings(),
 		Backoff: Backoff{
 			InitialInterval:     DefaultBackoffInitialInterval,
@@ -272,8 +283,11 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.StreamHeaderTimeout == 0 {
 		cfg.StreamHeaderTimeout = DefaultStreamHeaderTimeout
 	}
-	if cfg.KeepAliveInterval == 0 {
-		cfg.KeepAliveInterval = DefaultKeepAliveInterval
+	if err := cfg.Health.Validate(); err != nil {
+		return cfg, fmt.Errorf("%w: Health: %w", ErrInvalidConfig, err)
+	}
+	if cfg.Health.Interval == 0 {
+		cfg.Health.Interval = health.DefaultInterval
 	}
 	if cfg.Transport == nil {
 		cfg.Transport = TCP
@@ -285,10 +299,9 @@ func (cfg Config) muxConfig(log zerolog.Logger) mux.Config {
 	mc := mux.DefaultConfig()
 	mc.MaxStreams = cfg.MaxStreamsPerPeer
 	mc.HeaderTimeout = cfg.StreamHeaderTimeout
-	mc.EnableKeepAlive = cfg.KeepAliveInterval > 0
-	if mc.EnableKeepAlive {
-		mc.KeepAliveInterval = cfg.KeepAliveInterval
-	}
+	// One prober per link: the health monitor, or else yamux's keepalive.
+	mc.EnableKeepAlive = cfg.DisableHealthMonitor
+	mc.KeepAliveInterval = cfg.Health.Interval
 	mc.Logger = log
 	return mc
 }

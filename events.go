@@ -52,6 +52,9 @@ const (
 	ReasonReplaced
 	// ReasonShutdown: the manager is closing.
 	ReasonShutdown
+	// ReasonUnhealthy: the link failed Health.FailureThreshold health
+	// checks in a row (a silent, black-holed link); Err has the last.
+	ReasonUnhealthy
 )
 
 func (r DisconnectReason) String() string {
@@ -68,6 +71,8 @@ func (r DisconnectReason) String() string {
 		return "replaced by another link"
 	case ReasonShutdown:
 		return "manager shutdown"
+	case ReasonUnhealthy:
+		return "health checks failed"
 	}
 	return fmt.Sprintf("reason(%d)", uint8(r))
 }

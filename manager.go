@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/peerlink/peerlink/breaker"
+	"github.com/peerlink/peerlink/health"
 	"github.com/peerlink/peerlink/mux"
 	"github.com/peerlink/peerlink/peer"
 	"github.com/peerlink/peerlink/transport"
@@ -106,10 +107,13 @@ type dialCall struct {
 
 // link is one open connection to a peer and its yamux session.
 type link struct {
+	peer     peer.ID
 	conn     transport.Conn
 	sess     *mux.Session
+	health   *health.State
 	openedAt time.Time
-	reason   atomic.Uint32 // DisconnectReason chosen by a local close
+	reason   atomic.Uint32         // DisconnectReason chosen by a local close
+	why      atomic.Pointer[error] // and the error behind it, if any
 }
 
 func (l *link) dir() transport.Direction { return l.conn.Direction() }
@@ -125,8 +129,12 @@ func (l *link) dead() bool {
 
 // close records why the link is being closed (the first reason wins) and
 // closes it.
-func (l *link) close(r DisconnectReason) {
-	l.reason.CompareAndSwap(uint32(ReasonNone), uint32(r))
+func (l *link) close(r DisconnectReason) { l.closeWith(r, nil) }
+
+func (l *link) closeWith(r DisconnectReason, err error) {
+	if l.reason.CompareAndSwap(uint32(ReasonNone), uint32(r)) && err != nil {
+		l.why.Store(&err)
+	}
 	_ = l.sess.Close()
 }
 
@@ -169,6 +177,12 @@ func New(cfg Config) (*ConnectionManager, error) {
 	}
 	for _, addr := range cfg.ListenAddrs {
 		if err := m.Listen(addr); err != nil {
+			_ = m.Close()
+			return nil, err
+		}
+	}
+	if !cfg.DisableHealthMonitor {
+		if err := m.startHealthMonitor(); err != nil {
 			_ = m.Close()
 			return nil, err
 		}
@@ -540,7 +554,8 @@ func (m *ConnectionManager) register(e *entry, conn transport.Conn) (*link, erro
 		_ = conn.Close()
 		return nil, fmt.Errorf("peerlink: start session with %s: %w", e.id.ShortString(), err)
 	}
-	l := &link{conn: conn, sess: sess, openedAt: time.Now()}
+	now := time.Now()
+	l := &link{peer: e.id, conn: conn, sess: sess, health: m.cfg.Health.NewState(now), openedAt: now}
 	e.link = l
 	if dir == transport.Inbound {
 		e.admitted = time.Time{}
@@ -585,6 +600,8 @@ func (m *ConnectionManager) watch(e *entry, l *link) {
 		if isCleanClose(err) {
 			reason, err = ReasonRemote, nil
 		}
+	} else if why := l.why.Load(); why != nil {
+		err = *why
 	} else {
 		err = nil
 	}
@@ -751,6 +768,9 @@ type ConnectionInfo struct {
 	Streams, InboundStreams, OutboundStreams int
 	// BytesIn and BytesOut count bytes on the wire, framing included.
 	BytesIn, BytesOut uint64
+	// Health is the link's health record: RTTs of its checks and their
+	// failures.
+	Health health.Stats
 }
 
 // ConnectionInfo returns the link to id, or ErrNotConnected.
@@ -771,6 +791,7 @@ func (m *ConnectionManager) ConnectionInfo(id peer.ID) (ConnectionInfo, error) {
 		OutboundStreams: out,
 		BytesIn:         l.sess.BytesIn(),
 		BytesOut:        l.sess.BytesOut(),
+		Health:          l.health.Snapshot(),
 	}, nil
 }
 

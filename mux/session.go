@@ -222,9 +222,11 @@ type pingCall struct {
 // cause, if any); for a deadline the error also satisfies
 // errors.Is(err, os.ErrDeadlineExceeded). When the session has ended, or
 // ends meanwhile, it returns the error stream operations return, which
-// wraps ErrSessionClosed. Without an answer within ConnectionWriteTimeout
-// (yamux's own bound) it fails with an error wrapping
-// os.ErrDeadlineExceeded even if ctx has time left.
+// wraps ErrSessionClosed. When the ping gets no answer within
+// ConnectionWriteTimeout (yamux's own bound, counted from when the ping
+// was sent, which for a caller that joined a ping in flight is before it
+// came) it fails with an error wrapping os.ErrDeadlineExceeded, even if
+// ctx has time left.
 //
 // yamux's ping takes no context, so it runs in a goroutine, which
 // finishes the ping when a caller gives up (by ConnectionWriteTimeout, or
