@@ -3,6 +3,7 @@ package transport
 import (
 	"net"
 	"sync"
+	"time"
 )
 
 // tlsRecordLen is the most plaintext crypto/tls puts in one record.
@@ -30,6 +31,8 @@ var batchPool = sync.Pool{New: func() any {
 // Outside a batch (handshake, alerts, close_notify) writes go straight
 // through. mu keeps every write in order, batched or not: TLS records
 // reordered on the wire would fail authentication.
+//
+// During the handshake it also times a round trip (see stopProbe).
 type recordBatcher struct {
 	net.Conn
 
@@ -37,11 +40,40 @@ type recordBatcher struct {
 	batching bool
 	buf      *[]byte // from batchPool while a batch holds data
 	err      error   // a failed write while batching; reported by flush
+
+	// The handshake's round-trip probe: the handshake goroutine alone
+	// reads and writes these until stopProbe.
+	probing        bool
+	sent, answered time.Time // our first write; the first bytes read after it
+}
+
+// Read reads from the conn, noting for the probe when the first answer to
+// our first write arrived.
+func (b *recordBatcher) Read(p []byte) (int, error) {
+	n, err := b.Conn.Read(p)
+	if b.probing && n > 0 && b.answered.IsZero() && !b.sent.IsZero() {
+		b.answered = time.Now()
+	}
+	return n, err
+}
+
+// stopProbe ends the probe and returns the round trip it saw: from our
+// first write to the first bytes read after it, 0 if there was none. It
+// is called by the handshake goroutine before the conn is shared.
+func (b *recordBatcher) stopProbe() time.Duration {
+	b.probing = false
+	if b.sent.IsZero() || b.answered.IsZero() {
+		return 0
+	}
+	return b.answered.Sub(b.sent)
 }
 
 func (b *recordBatcher) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.probing && b.sent.IsZero() {
+		b.sent = time.Now()
+	}
 	if !b.batching {
 		return b.Conn.Write(p)
 	}

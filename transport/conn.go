@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/peerlink/peerlink/peer"
 )
@@ -20,11 +21,17 @@ type TLSConn interface {
 type linkInfo struct {
 	local, remote peer.ID
 	dir           Direction
+	rtt           time.Duration // set before the Conn is handed out
 }
 
-func (l *linkInfo) LocalPeer() peer.ID   { return l.local }
-func (l *linkInfo) RemotePeer() peer.ID  { return l.remote }
-func (l *linkInfo) Direction() Direction { return l.dir }
+func (l *linkInfo) LocalPeer() peer.ID              { return l.local }
+func (l *linkInfo) RemotePeer() peer.ID             { return l.remote }
+func (l *linkInfo) Direction() Direction            { return l.dir }
+func (l *linkInfo) HandshakeRTT() time.Duration     { return l.rtt }
+func (l *linkInfo) setHandshakeRTT(d time.Duration) { l.rtt = d }
+
+// rttSetter is implemented by this package's Conns.
+type rttSetter interface{ setHandshakeRTT(time.Duration) }
 
 // tlsConn is a TCP link. It embeds the concrete *tls.Conn, so Read is a
 // direct call; Write gathers the records of a large write into one socket

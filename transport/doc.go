@@ -51,6 +51,19 @@
 // MemoryNetwork and Memory carry links over net.Pipe pairs within a
 // process. Their hello only claims IDs: it authenticates nothing.
 //
+// # Round-trip time
+//
+// Each Conn reports HandshakeRTT, the round trip measured while the link
+// was established (the TCP connect, or a handshake message and its
+// answer), for sizing windows to the bandwidth-delay product.
+//
+// # Testing and simulation hooks
+//
+// Config.RawConnWrapper wraps every raw connection, dialed and accepted,
+// before the security handshake, so that link shaping (see
+// faultnet.Link) and fault injection sit under TLS as a real network
+// does.
+//
 // # Errors
 //
 // Errors wrap the package's sentinels (ErrPeerIDMismatch,

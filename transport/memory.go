@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/peerlink/peerlink/peer"
 )
@@ -56,6 +57,12 @@ func (a MemoryAddr) String() string { return string(a) }
 //
 // Each side checks the other's network (ErrNetworkMismatch); the dialer
 // checks the claimed ID against the one it expected (ErrPeerIDMismatch).
+// A dialer content with the listener's hello then acknowledges it with
+// one byte, 0x06, before reading the verdict: the listener times the
+// round trip from its hello to the acknowledgement (Conn.HandshakeRTT),
+// and the exchange takes two round trips, as TLS 1.3 with its verdict
+// does (less the TCP connect), so that simulations over shaped memory
+// links see realistic dial times.
 type Memory struct {
 	net *MemoryNetwork
 	up  *upgrader
@@ -77,7 +84,10 @@ func (n *MemoryNetwork) NewTransport(cfg Config) (*Memory, error) {
 // listening there gives an error wrapping ErrNoListener and
 // syscall.ECONNREFUSED.
 func (m *Memory) Dial(ctx context.Context, addr string, expected peer.ID) (Conn, error) {
-	return m.up.dial(ctx, addr, expected, m.net.dialRaw)
+	return m.up.dial(ctx, addr, expected, func(ctx context.Context, addr string) (net.Conn, time.Duration, error) {
+		c, err := m.net.dialRaw(ctx, addr)
+		return c, 0, err
+	})
 }
 
 // Listen binds addr on the network: any non-empty string; "" assigns a
@@ -204,12 +214,16 @@ type memSecurer struct {
 
 const helloMagic = "PLM\x01"
 
+// helloAck is the dialer's acknowledgement of the listener's hello.
+const helloAck = 0x06
+
 // maxHelloLen is the longest hello: magic, length, network, ID.
 const maxHelloLen = len(helloMagic) + 1 + MaxNetworkLen + peer.IDLen
 
 func (s *memSecurer) name() string { return "memory hello" }
 
 func (s *memSecurer) secureOutbound(raw net.Conn, expected peer.ID) (Conn, error) {
+	sent := time.Now()
 	if err := writeHello(raw, s.network, s.local); err != nil {
 		return nil, err
 	}
@@ -217,13 +231,17 @@ func (s *memSecurer) secureOutbound(raw net.Conn, expected peer.ID) (Conn, error
 	if err != nil {
 		return nil, err
 	}
+	rtt := time.Since(sent)
 	if network != s.network {
 		return nil, fmt.Errorf("%w: we are on %q, remote is on %q", ErrNetworkMismatch, s.network, network)
 	}
 	if id != expected {
 		return nil, fmt.Errorf("%w: expected %s, got %s (claimed, unauthenticated)", ErrPeerIDMismatch, expected, id)
 	}
-	return &plainConn{Conn: raw, linkInfo: linkInfo{local: s.local, remote: id, dir: Outbound}}, nil
+	if _, err := raw.Write([]byte{helloAck}); err != nil {
+		return nil, err
+	}
+	return &plainConn{Conn: raw, linkInfo: linkInfo{local: s.local, remote: id, dir: Outbound, rtt: rtt}}, nil
 }
 
 func (s *memSecurer) secureInbound(raw net.Conn) (Conn, error) {
@@ -232,13 +250,22 @@ func (s *memSecurer) secureInbound(raw net.Conn) (Conn, error) {
 		return nil, err
 	}
 	// Answer even on a mismatch, so the dialer can tell what is wrong.
+	sent := time.Now()
 	if err := writeHello(raw, s.network, s.local); err != nil {
 		return nil, err
 	}
 	if network != s.network {
 		return nil, fmt.Errorf("%w: we are on %q, remote is on %q", ErrNetworkMismatch, s.network, network)
 	}
-	return &plainConn{Conn: raw, linkInfo: linkInfo{local: s.local, remote: id, dir: Inbound}}, nil
+	var ack [1]byte
+	if _, err := io.ReadFull(raw, ack[:]); err != nil {
+		return nil, err // io.EOF: the dialer refused our hello
+	}
+	if ack[0] != helloAck {
+		return nil, fmt.Errorf("%w: memory hello acknowledged with 0x%02x, want 0x%02x", ErrProtocol, ack[0], helloAck)
+	}
+	rtt := time.Since(sent)
+	return &plainConn{Conn: raw, linkInfo: linkInfo{local: s.local, remote: id, dir: Inbound, rtt: rtt}}, nil
 }
 
 func appendHello(b []byte, network string, id peer.ID) []byte {

@@ -233,18 +233,22 @@ func (s *tlsSecurer) secureOutbound(raw net.Conn, expected peer.ID) (Conn, error
 			return nil
 		},
 	}
-	batch := &recordBatcher{Conn: raw}
+	batch := &recordBatcher{Conn: raw, probing: true}
 	tc := tls.Client(batch, conf)
-	if err := tc.Handshake(); err != nil {
+	err := tc.Handshake()
+	rtt := batch.stopProbe() // ClientHello to the listener's flight
+	if err != nil {
 		return nil, s.handshakeError(tc, err, Outbound)
 	}
-	return newTLSConn(tc, batch, linkInfo{local: s.local, remote: remote, dir: Outbound}), nil
+	return newTLSConn(tc, batch, linkInfo{local: s.local, remote: remote, dir: Outbound, rtt: rtt}), nil
 }
 
 func (s *tlsSecurer) secureInbound(raw net.Conn) (Conn, error) {
-	batch := &recordBatcher{Conn: raw}
+	batch := &recordBatcher{Conn: raw, probing: true}
 	tc := tls.Server(batch, s.server)
-	if err := tc.Handshake(); err != nil {
+	err := tc.Handshake()
+	rtt := batch.stopProbe() // our flight to the dialer's answer
+	if err != nil {
 		return nil, s.handshakeError(tc, err, Inbound)
 	}
 	// VerifyConnection accepted the certificate; take the key it proved.
@@ -253,7 +257,7 @@ func (s *tlsSecurer) secureInbound(raw net.Conn) (Conn, error) {
 		tc.Close()
 		return nil, err
 	}
-	return newTLSConn(tc, batch, linkInfo{local: s.local, remote: remote, dir: Inbound}), nil
+	return newTLSConn(tc, batch, linkInfo{local: s.local, remote: remote, dir: Inbound, rtt: rtt}), nil
 }
 
 // handshakeError explains a failed handshake. Our own verification

@@ -36,6 +36,7 @@ type upgrader struct {
 	maxPending int
 	gater      Gater
 	sec        securer
+	wrapRaw    func(net.Conn) net.Conn // Config.RawConnWrapper, or nil
 	log        zerolog.Logger
 	stats      counters
 
@@ -51,13 +52,18 @@ func newUpgrader(cfg Config, sec securer) *upgrader {
 		maxPending: cfg.MaxPendingHandshakes,
 		gater:      cfg.Gater,
 		sec:        sec,
+		wrapRaw:    cfg.RawConnWrapper,
 		log:        cfg.Logger,
 	}
 }
 
-// dial runs the outbound sequence: InterceptDial, the raw dial, then
-// upgradeOutbound.
-func (u *upgrader) dial(ctx context.Context, addr string, expected peer.ID, dialRaw func(context.Context, string) (net.Conn, error)) (Conn, error) {
+// dialFunc opens a raw connection to addr. It returns the connect's round
+// trip if it measured one (TCP), else 0.
+type dialFunc func(ctx context.Context, addr string) (net.Conn, time.Duration, error)
+
+// dial runs the outbound sequence: InterceptDial, the raw dial, the
+// RawConnWrapper, then upgradeOutbound.
+func (u *upgrader) dial(ctx context.Context, addr string, expected peer.ID, dialRaw dialFunc) (Conn, error) {
 	if expected.IsZero() {
 		u.stats.outFailed.Add(1)
 		return nil, fmt.Errorf("transport: dial %s: expected peer ID is the zero ID", addr)
@@ -70,15 +76,22 @@ func (u *upgrader) dial(ctx context.Context, addr string, expected peer.ID, dial
 		u.stats.outFailed.Add(1)
 		return nil, fmt.Errorf("transport: dial %s at %s: %w", expected.ShortString(), addr, ctxErr(ctx))
 	}
-	raw, err := dialRaw(ctx, addr)
+	raw, connectRTT, err := dialRaw(ctx, addr)
 	if err != nil {
 		u.stats.outFailed.Add(1)
 		return nil, fmt.Errorf("transport: dial %s at %s: %w", expected.ShortString(), addr, err)
+	}
+	if u.wrapRaw != nil {
+		raw = u.wrapRaw(raw)
+		connectRTT = 0 // the connect ran under the wrapper: the handshake's probe says more
 	}
 	c, err := u.upgradeOutbound(ctx, raw, expected)
 	if err != nil {
 		// Counted by upgradeOutbound.
 		return nil, err
+	}
+	if s, ok := c.(rttSetter); ok && connectRTT > 0 {
+		s.setHandshakeRTT(connectRTT)
 	}
 	if e := u.log.Debug(); e.Enabled() {
 		e.Stringer("addr", raw.RemoteAddr()).Str("peer", c.RemotePeer().ShortString()).
@@ -151,10 +164,14 @@ func (u *upgrader) upgradeOutbound(ctx context.Context, raw net.Conn, expected p
 	return c, nil
 }
 
-// upgradeInbound: security step, InterceptSecured(Inbound), write the
-// verdict. raw is closed on failure and on refusal. ctx is the
-// listener's: it ends when the listener closes.
+// upgradeInbound: the RawConnWrapper, security step,
+// InterceptSecured(Inbound), write the verdict. raw is closed on failure
+// and on refusal. ctx is the listener's: it ends when the listener
+// closes.
 func (u *upgrader) upgradeInbound(ctx context.Context, raw net.Conn) (Conn, error) {
+	if u.wrapRaw != nil {
+		raw = u.wrapRaw(raw)
+	}
 	done := guard(ctx, raw)
 	_ = raw.SetDeadline(time.Now().Add(u.timeout))
 

@@ -1,7 +1,16 @@
-// Package faultnet wraps a transport.Transport so that tests and
-// simulations can make its links fail the ways real networks do: go
-// silent while the socket stays open (a black hole: a pulled cable, a
-// stateful firewall dropping the flow, a frozen host), or die at once.
+// Package faultnet makes links behave like real networks for tests and
+// simulations.
+//
+// Link shapes a connection's write direction: latency, a bandwidth
+// bottleneck and its queue. ShapeRaw plugs it into
+// transport.Config.RawConnWrapper, under the security handshake; it runs
+// on the fake clock of testing/synctest over net.Pipe (the memory
+// transport).
+//
+// Transport wraps a transport.Transport so that its links can fail the
+// ways real networks do: go silent while the socket stays open (a black
+// hole: a pulled cable, a stateful firewall dropping the flow, a frozen
+// host), or die at once.
 //
 // A black hole is silent on both ends of the wrapped side: reads block
 // and writes report success while their bytes vanish, so nothing but a
