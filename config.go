@@ -25,6 +25,11 @@ const (
 	DefaultStreamHeaderTimeout   = 10 * time.Second
 	DefaultEventBuffer           = 256
 
+	DefaultMaxStreams       = 8192
+	DefaultTargetBandwidth  = 12_500_000 // bytes/s: 100 Mbit/s
+	DefaultMaxStreamWindow  = 16 << 20
+	DefaultPeerMemoryBudget = 64 << 20
+
 	DefaultBackoffInitialInterval     = 1 * time.Second
 	DefaultBackoffMultiplier          = 2.0
 	DefaultBackoffRandomizationFactor = 0.5
@@ -103,6 +108,62 @@ type Config struct {
 	// streams past it are reset. 0 means unlimited. Default 256.
 	MaxStreamsPerPeer int
 
+	// MaxStreams caps the streams open across all peers, both directions.
+	// Like the per-peer limit it keeps ReservedStreams' share for high and
+	// critical streams. 0 means unlimited. Default 8192.
+	MaxStreams int
+
+	// ReservedStreams is the share of each stream limit (per peer and
+	// global) that only high and critical streams may take, so bulk
+	// traffic cannot take the slots consensus traffic needs: 0 means 10%
+	// (rounded up), -1 none, another value a count (per peer; the global
+	// pool keeps the same fraction).
+	ReservedStreams int
+
+	// FailFastStreams makes OpenStream fail at once with ErrStreamLimit
+	// at a stream limit. By default it waits for a slot, bounded by its
+	// context, and waiters are served highest priority first.
+	FailFastStreams bool
+
+	// WriteChunkSize is the piece of a Write that takes one turn of the
+	// link's write scheduler (16 KiB). Turns go by priority with weights
+	// PriorityWeights (low 1, normal 2, high 4, critical 8): a critical
+	// message waits only for the chunks already in flight
+	// (MaxInFlightChunks, 2), whatever bulk traffic is queued.
+	WriteChunkSize    int
+	MaxInFlightChunks int
+	PriorityWeights   [mux.NumPriorities]uint32
+
+	// MaxQueuedBytes and MaxQueuedWrites bound the writes waiting on one
+	// link (4 MiB, 1024). Past them a Write waits for room, bounded by its
+	// deadline or context, or with FailFastWrites fails at once with
+	// mux.ErrBackpressure. Low and normal writes keep out of the last
+	// quarter, which is left to high and critical ones.
+	MaxQueuedBytes  int
+	MaxQueuedWrites int
+	FailFastWrites  bool
+
+	// TargetBandwidth (bytes/s, 12.5 MB/s = 100 Mbit/s), MaxStreamWindow
+	// (16 MiB) and PeerMemoryBudget (64 MiB) size each link's stream
+	// window for long links: the bandwidth-delay product of the RTT the
+	// handshake measured, clamped to [256 KiB, MaxStreamWindow]. One
+	// stream can then use TargetBandwidth across the link instead of 256
+	// KiB ÷ RTT (2.5 MiB/s at 100 ms). A window is also what a peer can
+	// make this node buffer on a stream nobody reads, so the peer's stream
+	// limit is lowered until window × streams fits PeerMemoryBudget: a
+	// long link gets fewer, faster streams. TargetBandwidth < 0 keeps the
+	// 256 KiB minimum; PeerMemoryBudget < 0 sets no budget.
+	TargetBandwidth  int64
+	MaxStreamWindow  uint32
+	PeerMemoryBudget int64
+
+	// NotSentLowat is TCP_NOTSENT_LOWAT on Linux TCP links (128 KiB): the
+	// kernel then holds at most that much unsent data, so the order the
+	// write scheduler chose is the order that reaches the wire instead of
+	// megabytes of bulk data queued in the kernel ahead of a vote.
+	// Negative leaves the kernel's default (unbounded).
+	NotSentLowat int
+
 	// StreamHeaderTimeout bounds how long an inbound stream may take to
 	// name its protocol. Zero means 10 s.
 	StreamHeaderTimeout time.Duration
@@ -177,6 +238,10 @@ func DefaultConfig() Config {
 		MaxConnections:        DefaultMaxConnections,
 		MaxInboundConnections: DefaultMaxInboundConnections,
 		MaxStreamsPerPeer:     DefaultMaxStreamsPerPeer,
+		MaxStreams:            DefaultMaxStreams,
+		TargetBandwidth:       DefaultTargetBandwidth,
+		MaxStreamWindow:       DefaultMaxStreamWindow,
+		PeerMemoryBudget:      DefaultPeerMemoryBudget,
 		StreamHeaderTimeout:   DefaultStreamHeaderTimeout,
 		Health:                health.DefaultConfig(),
 		Breaker:               breaker.DefaultSettings(),
@@ -218,6 +283,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"MaxConnections", cfg.MaxConnections},
 		{"MaxInboundConnections", cfg.MaxInboundConnections},
 		{"MaxStreamsPerPeer", cfg.MaxStreamsPerPeer},
+		{"MaxStreams", cfg.MaxStreams},
+		{"MaxQueuedBytes", cfg.MaxQueuedBytes},
+		{"MaxQueuedWrites", cfg.MaxQueuedWrites},
 	}
 	for _, c := range counts {
 		if c.v < 0 {
@@ -271,6 +339,12 @@ func (cfg Config) withDefaults() (Config, error) {
 			return cfg, bad(fmt.Sprintf("ListenAddrs[%d]", i), "is empty")
 		}
 	}
+	if cfg.MaxStreamWindow == 0 {
+		cfg.MaxStreamWindow = DefaultMaxStreamWindow
+	}
+	if err := cfg.muxConfig(zerolog.Nop()).Validate(); err != nil {
+		return cfg, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
 	if cfg.Network == "" {
 		cfg.Network = DefaultNetwork
 	}
@@ -298,6 +372,16 @@ func (cfg Config) withDefaults() (Config, error) {
 func (cfg Config) muxConfig(log zerolog.Logger) mux.Config {
 	mc := mux.DefaultConfig()
 	mc.MaxStreams = cfg.MaxStreamsPerPeer
+	mc.ReservedStreams = cfg.ReservedStreams
+	mc.FailFastStreams = cfg.FailFastStreams
+	mc.ChunkSize = cfg.WriteChunkSize
+	mc.MaxInFlightChunks = cfg.MaxInFlightChunks
+	if cfg.PriorityWeights != ([mux.NumPriorities]uint32{}) {
+		mc.PriorityWeights = cfg.PriorityWeights
+	}
+	mc.MaxQueuedBytes = cfg.MaxQueuedBytes
+	mc.MaxQueuedWrites = cfg.MaxQueuedWrites
+	mc.FailFast = cfg.FailFastWrites
 	mc.HeaderTimeout = cfg.StreamHeaderTimeout
 	// One prober per link: the health monitor, or else yamux's keepalive.
 	mc.EnableKeepAlive = cfg.DisableHealthMonitor

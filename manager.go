@@ -156,6 +156,18 @@ func New(cfg Config) (*ConnectionManager, error) {
 	}
 	m.log = cfg.Logger.With().Str("component", "peerlink").Str("self", m.id.ShortString()).Logger()
 	m.muxCfg = cfg.muxConfig(m.log)
+	if cfg.MaxStreams > 0 {
+		reserved := cfg.ReservedStreams
+		switch {
+		case reserved == 0: // 10%, like the per-peer default
+			reserved = (cfg.MaxStreams + 9) / 10
+		case reserved < 0:
+			reserved = 0
+		case cfg.MaxStreamsPerPeer > 0: // the same fraction as per peer
+			reserved = (cfg.MaxStreams*reserved + cfg.MaxStreamsPerPeer - 1) / cfg.MaxStreamsPerPeer
+		}
+		m.muxCfg.GlobalSlots = mux.NewSlotPool(cfg.MaxStreams, reserved)
+	}
 	if err := m.newBreakers(); err != nil {
 		return nil, err
 	}
@@ -165,6 +177,7 @@ func New(cfg Config) (*ConnectionManager, error) {
 		Network:              cfg.Network,
 		HandshakeTimeout:     cfg.HandshakeTimeout,
 		MaxPendingHandshakes: cfg.MaxPendingHandshakes,
+		NotSentLowat:         cfg.NotSentLowat,
 		Gater:                &admission{m: m, user: cfg.Gater},
 		Logger:               m.log,
 	})
@@ -547,7 +560,7 @@ func (m *ConnectionManager) register(e *entry, conn transport.Conn) (*link, erro
 		_ = conn.Close()
 		return nil, ErrInboundLimit
 	}
-	sess, err := mux.NewSession(conn, m.id, e.id, dir == transport.Outbound, m.muxCfg, m.route)
+	sess, err := mux.NewSession(conn, m.id, e.id, dir == transport.Outbound, m.linkMuxConfig(conn), m.route)
 	if err != nil {
 		m.release(dir)
 		e.mu.Unlock()
@@ -582,6 +595,23 @@ func (m *ConnectionManager) register(e *entry, conn transport.Conn) (*link, erro
 		return nil, ErrClosed
 	}
 	return l, nil
+}
+
+// linkMuxConfig sizes the session of a new link: its stream window from
+// the RTT its handshake measured, and its stream limit to the memory
+// budget (see window.go).
+func (m *ConnectionManager) linkMuxConfig(conn transport.Conn) mux.Config {
+	mc := m.muxCfg
+	if m.cfg.TargetBandwidth > 0 {
+		mc.StreamWindow = streamWindow(conn.HandshakeRTT(), m.cfg.TargetBandwidth, m.cfg.MaxStreamWindow)
+	}
+	if m.cfg.PeerMemoryBudget > 0 {
+		mc.MaxStreams = streamCap(mc.MaxStreams, max(mc.StreamWindow, minStreamWindow), m.cfg.PeerMemoryBudget)
+		if mc.ReservedStreams > mc.MaxStreams {
+			mc.ReservedStreams = 0 // back to 10% of the lowered limit
+		}
+	}
+	return mc
 }
 
 func (m *ConnectionManager) release(dir transport.Direction) {
@@ -807,6 +837,37 @@ func (m *ConnectionManager) openLink(id peer.ID) *link {
 		return nil
 	}
 	return l
+}
+
+// StreamStats describes the streams and the write queue of one link.
+type StreamStats struct {
+	// Open streams by priority (index mux.PriorityLow..PriorityCritical),
+	// both directions, and the link's limit (lowered on long links to fit
+	// PeerMemoryBudget) and stream window.
+	ByPriority [mux.NumPriorities]int
+	Limit      int
+	Window     uint32
+	// Queues are the write scheduler's figures per priority: writes
+	// waiting, bytes queued, chunks served, time waited, refusals.
+	Queues [mux.NumPriorities]mux.QueueStats
+	// QueueUtilization is the bytes queued over MaxQueuedBytes.
+	QueueUtilization float64
+}
+
+// StreamStats returns the stream and queue figures of the link to id.
+func (m *ConnectionManager) StreamStats(id peer.ID) (StreamStats, error) {
+	l := m.openLink(id)
+	if l == nil {
+		return StreamStats{}, fmt.Errorf("%w: %s", ErrNotConnected, id.ShortString())
+	}
+	cfg := l.sess.Config()
+	return StreamStats{
+		ByPriority:       l.sess.StreamsByPriority(),
+		Limit:            cfg.MaxStreams,
+		Window:           cfg.StreamWindow,
+		Queues:           l.sess.QueueStats(),
+		QueueUtilization: l.sess.Utilization(),
+	}, nil
 }
 
 // Peers returns the IDs of the peers with an open link, in ID order.

@@ -473,8 +473,10 @@ func TestLimits(t *testing.T) {
 		connect(t, a, d)
 	})
 	t.Run("MaxStreamsPerPeer", func(t *testing.T) {
-		a := newManager(t, func(c *peerlink.Config) { c.MaxStreamsPerPeer = 2 })
-		b := newManager(t, func(c *peerlink.Config) { c.MaxStreamsPerPeer = 2 })
+		failFast := func(c *peerlink.Config) {
+			c.MaxStreamsPerPeer, c.ReservedStreams, c.FailFastStreams = 2, -1, true
+		}
+		a, b := newManager(t, failFast), newManager(t, failFast)
 		withEcho(b, t)
 		connect(t, a, b)
 		var open []*mux.Stream

@@ -13,10 +13,98 @@ import (
 // default, except EnableKeepAlive, which DefaultConfig turns on.
 type Config struct {
 	// MaxStreams bounds the streams open at once on the session, both
-	// directions together; 0 means unlimited. OpenStream past it fails
-	// with ErrStreamLimit; an inbound stream past it is reset with code 2
-	// before any goroutine is started for it.
+	// directions together; 0 means unlimited. OpenStream at the limit
+	// waits for a slot (see FailFastStreams); an inbound stream past it is
+	// reset with code 2 before any goroutine is started for it.
 	MaxStreams int
+
+	// ReservedStreams is the share of MaxStreams that only high and
+	// critical streams may take: low and normal streams open only while
+	// fewer than MaxStreams-ReservedStreams are open, so bulk traffic
+	// cannot take the slots consensus traffic needs. 0 means 10% of
+	// MaxStreams, rounded up (26 of 256; 1 of 2); -1 means none; any other
+	// value is the count, at most MaxStreams.
+	//
+	// Inbound streams are checked against the whole MaxStreams: their
+	// priority is in the stream header, which is read only after the
+	// stream is accepted, and reading it would cost a goroutine the check
+	// is there to save.
+	ReservedStreams int
+
+	// FailFastStreams makes OpenStream fail at once with ErrStreamLimit
+	// when no slot is free (in this session or in GlobalSlots). By
+	// default it waits, bounded by its context, and waiters are served
+	// highest priority first, in arrival order within a priority.
+	FailFastStreams bool
+
+	// GlobalSlots, if set, is a stream slot pool shared by several
+	// sessions (a node-wide stream limit). Every stream, inbound and
+	// outbound, also takes a slot from it, and gives it back when it
+	// gives back its session slot. OpenStream waits for it as for a
+	// session slot; an inbound stream that finds it full is reset with
+	// code 2.
+	GlobalSlots *SlotPool
+
+	// ChunkSize is the largest piece of a Write that goes out in one turn
+	// of the session's write scheduler, counted on the wire: a chunk is
+	// one yamux data frame, its 12-byte header included. 0 means 16 KiB,
+	// one TLS record, so that each chunk is one record and one write to
+	// the link. At most MaxInFlightChunks chunks are ever committed to the
+	// link ahead of a newly arrived critical chunk; smaller chunks lower
+	// that head-of-line delay and raise the per-byte cost. 1 KiB..16 MiB.
+	ChunkSize int
+
+	// MaxInFlightChunks is how many turns the scheduler grants at once:
+	// the chunks being written to the link or committed to go next. A
+	// newly arrived critical chunk waits behind at most this many. 0
+	// means 2, the trade between latency and throughput: with 1 a
+	// critical chunk waits behind at most the chunk being written (the
+	// tightest head-of-line bound), but between the chunks of different
+	// streams the link idles while the next writer's goroutine is woken;
+	// with 2 the next chunk is already waiting for the link when the
+	// current one ends, so the link stays busy, at the price of one more
+	// chunk ahead of a critical one. A writer that finds nobody waiting
+	// takes all the free turns and writes its chunks in one write to the
+	// link, so one stream alone also keeps the link busy. 1..64.
+	MaxInFlightChunks int
+
+	// PriorityWeights are the scheduler's weights, indexed by Priority
+	// (low, normal, high, critical). The zero value means 1, 2, 4, 8.
+	// Turns go by stride scheduling: each priority class advances by
+	// bytes/weight for every chunk it sends, and the class that has
+	// advanced least goes next (ties to the higher priority). When all
+	// four classes are saturated they get 1/15, 2/15, 4/15 and 8/15 of
+	// the link (with the defaults); an idle class's share goes to the
+	// others in proportion; none starves. A class that was idle starts
+	// again level with the busy ones: it banks no credit while idle, and a
+	// critical chunk arriving at a link busy with bulk traffic goes next
+	// after the chunks already in flight. (A class gets its share only if
+	// it has enough writers to use it: one stream's chunks go one after
+	// another, so against others it can have at most one of the
+	// MaxInFlightChunks turns at a time.) All must be >= 1 if any is set.
+	PriorityWeights [NumPriorities]uint32
+
+	// MaxQueuedBytes and MaxQueuedWrites bound the session's write queue:
+	// the Writes in progress (admitted and not yet returned: waiting for a
+	// turn or for the remote's window, or sending) and their unsent bytes.
+	// 0 means 4 MiB and 1024. The scheduler never copies a Write's buffer,
+	// so the bytes are the callers'; the bounds stop a slow or stalled
+	// remote from making the node's writers pile up. A Write is admitted
+	// while the queue is below the bounds, whatever its own size, so the
+	// bytes can pass MaxQueuedBytes by the last Write admitted (a Write
+	// counts at most MaxQueuedBytes). Low and normal Writes are admitted
+	// only while the queue is below three quarters of each bound: the last
+	// quarter is kept for high and critical ones. At the bounds a Write
+	// waits for room (bounded by its deadline or context; waiters are
+	// admitted highest priority first), or with FailFast fails at once
+	// with ErrBackpressure.
+	MaxQueuedBytes  int
+	MaxQueuedWrites int
+
+	// FailFast makes a Write that finds the queue full fail at once with
+	// an error wrapping ErrBackpressure, having written nothing, instead
+	// of waiting for room.
+	FailFast bool
 
 	// HeaderTimeout is how long the accepting side waits for a stream's
 	// header before resetting the stream with code 3. 0 means 10s.
@@ -73,6 +161,22 @@ const (
 	DefaultStreamCloseTimeout     = 30 * time.Second
 	DefaultStreamOpenTimeout      = 75 * time.Second
 	DefaultStreamWindow           = 256 << 10
+	DefaultChunkSize              = 16 << 10
+	DefaultMaxInFlightChunks      = 2
+	DefaultMaxQueuedBytes         = 4 << 20
+	DefaultMaxQueuedWrites        = 1024
+)
+
+// defaultPriorityWeights are the scheduler weights used when
+// Config.PriorityWeights is zero: low 1, normal 2, high 4, critical 8.
+// (A variable, so not exported: callers could change it.)
+var defaultPriorityWeights = [NumPriorities]uint32{1, 2, 4, 8}
+
+// Bounds of Config.ChunkSize and Config.MaxInFlightChunks.
+const (
+	minChunkSize      = 1 << 10
+	maxChunkSize      = 16 << 20
+	maxInFlightChunks = 64
 )
 
 // DefaultConfig returns the defaults, with keepalive on and logging off.
@@ -86,8 +190,20 @@ func DefaultConfig() Config {
 		StreamCloseTimeout:     DefaultStreamCloseTimeout,
 		StreamOpenTimeout:      DefaultStreamOpenTimeout,
 		StreamWindow:           DefaultStreamWindow,
+		ChunkSize:              DefaultChunkSize,
+		MaxInFlightChunks:      DefaultMaxInFlightChunks,
+		PriorityWeights:        defaultPriorityWeights,
+		MaxQueuedBytes:         DefaultMaxQueuedBytes,
+		MaxQueuedWrites:        DefaultMaxQueuedWrites,
 		Logger:                 zerolog.Nop(),
 	}
+}
+
+// Validate reports the first invalid field of c, as NewSession would,
+// with an error naming it; zero fields are valid (they select defaults).
+func (c Config) Validate() error {
+	_, err := c.normalize()
+	return err
 }
 
 // normalize validates c, naming the bad field, and fills in defaults.
@@ -110,6 +226,43 @@ func (c Config) normalize() (Config, error) {
 		return bad("StreamCloseTimeout", c.StreamCloseTimeout, "must be >= 0")
 	case c.StreamWindow != 0 && c.StreamWindow < DefaultStreamWindow:
 		return bad("StreamWindow", c.StreamWindow, fmt.Sprintf("must be 0 or >= %d (yamux's minimum)", DefaultStreamWindow))
+	case c.ReservedStreams < -1 || (c.MaxStreams > 0 && c.ReservedStreams > c.MaxStreams):
+		return bad("ReservedStreams", c.ReservedStreams, "must be -1 (none), 0 (10% of MaxStreams) or a count up to MaxStreams")
+	case c.ChunkSize != 0 && (c.ChunkSize < minChunkSize || c.ChunkSize > maxChunkSize):
+		return bad("ChunkSize", c.ChunkSize, fmt.Sprintf("must be 0 or %d..%d", minChunkSize, maxChunkSize))
+	case c.MaxInFlightChunks < 0 || c.MaxInFlightChunks > maxInFlightChunks:
+		return bad("MaxInFlightChunks", c.MaxInFlightChunks, fmt.Sprintf("must be 0..%d", maxInFlightChunks))
+	case c.MaxQueuedBytes < 0:
+		return bad("MaxQueuedBytes", c.MaxQueuedBytes, "must be >= 0")
+	case c.MaxQueuedWrites < 0:
+		return bad("MaxQueuedWrites", c.MaxQueuedWrites, "must be >= 0")
+	}
+	if c.PriorityWeights != ([NumPriorities]uint32{}) {
+		for _, w := range c.PriorityWeights {
+			if w == 0 {
+				return bad("PriorityWeights", c.PriorityWeights, "each must be >= 1 (or all 0 for the defaults)")
+			}
+		}
+	} else {
+		c.PriorityWeights = defaultPriorityWeights
+	}
+	switch c.ReservedStreams {
+	case 0:
+		c.ReservedStreams = (c.MaxStreams + 9) / 10
+	case -1:
+		c.ReservedStreams = 0
+	}
+	if c.ChunkSize == 0 {
+		c.ChunkSize = DefaultChunkSize
+	}
+	if c.MaxInFlightChunks == 0 {
+		c.MaxInFlightChunks = DefaultMaxInFlightChunks
+	}
+	if c.MaxQueuedBytes == 0 {
+		c.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	if c.MaxQueuedWrites == 0 {
+		c.MaxQueuedWrites = DefaultMaxQueuedWrites
 	}
 	if c.HeaderTimeout == 0 {
 		c.HeaderTimeout = DefaultHeaderTimeout

@@ -23,15 +23,37 @@
 // satisfies errors.Is for ErrStreamReset and for the code's own sentinel
 // (ErrProtocolNotSupported, ErrStreamLimit, ErrMalformedHeader).
 //
-// Between yamux and the link sits a frame conn that joins each data
-// frame's 12-byte header with its body into one Write (one TLS record
-// where yamux alone makes two for small frames), counts the bytes each
-// way, injects the coded RST frames, and follows the incoming frames so
-// that a RST's code and a FIN are known before yamux acts on them.
+// Each session has a write scheduler (see Config). A Write is cut into
+// chunks of at most Config.ChunkSize bytes (16 KiB, one yamux data frame
+// each) that take turns on the link: at most Config.MaxInFlightChunks
+// (2) are committed at once, so a critical chunk waits behind at most
+// that many; turns go to the priorities by stride scheduling with
+// Config.PriorityWeights (critical 8, high 4, normal 2, low 1: under
+// saturation 8/15, 4/15, 2/15, 1/15 of the link, none starving); a stream
+// whose remote is not reading waits for window without holding a turn.
+// Writes are first admitted to a bounded queue (Config.MaxQueuedBytes,
+// MaxQueuedWrites, FailFast and ErrBackpressure), with a quarter kept for
+// high and critical writes. Write's deadline and WriteContext's context
+// bound every wait. mux writes these data frames itself, from the
+// writer's goroutine; yamux does the rest.
+//
+// Stream slots: Config.MaxStreams per session, of which ReservedStreams
+// (10% by default) only high and critical streams may take, and
+// optionally a node-wide SlotPool (Config.GlobalSlots). OpenStream waits
+// for a slot in priority order (or fails at once, FailFastStreams).
+//
+// Between yamux and the link sits a frame conn that serialises the
+// writers, joins each frame's 12-byte header with its body into one
+// Write (one TLS record where yamux alone makes two for small frames),
+// counts the bytes each way, injects the coded RST frames, and follows
+// the incoming frames so that a RST's code, a FIN and window updates are
+// known before yamux acts on them.
 //
 // Goroutines: yamux runs three per session (receive, send, keepalive);
 // mux adds one, the accept loop, plus one per inbound stream that is
 // being served, plus one per OpenStream with a cancellable context while
 // yamux is opening, plus one while a ping is in flight (concurrent Ping
-// and PingContext calls share it). Close waits for all of mux's.
+// and PingContext calls share it). The write scheduler adds none:
+// writers wait in their own goroutines and write their chunks
+// themselves. Close waits for all of mux's.
 package mux

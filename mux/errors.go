@@ -15,7 +15,9 @@ var (
 	// Errors that wrap it may also wrap the reason (ErrProtocolNotSupported,
 	// ErrStreamLimit, ErrMalformedHeader).
 	ErrStreamReset = errors.New("mux: stream reset")
-	// ErrStreamLimit: MaxStreams was reached, locally (OpenStream) or at
+	// ErrStreamLimit: no stream slot was free, locally (OpenStream with
+	// FailFastStreams, or wrapped with the context's error when its wait
+	// for a slot ended; MaxStreams, ReservedStreams, GlobalSlots) or at
 	// the remote (it reset the stream with code 2).
 	ErrStreamLimit = errors.New("mux: stream limit reached")
 	// ErrInvalidProtocol: a protocol name is empty, too long or contains a
@@ -33,6 +35,10 @@ var (
 	// ErrKeepAliveTimeout: the session ended because keepalive pings got
 	// no answer.
 	ErrKeepAliveTimeout = errors.New("mux: keepalive timeout")
+	// ErrBackpressure: a Write found the session's write queue full
+	// (Config.MaxQueuedBytes or MaxQueuedWrites) and Config.FailFast is
+	// set; nothing was written.
+	ErrBackpressure = errors.New("mux: write queue full")
 )
 
 // ResetCode is the reason a stream was reset. peerlink carries it in the

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,8 @@ const (
 	typeWindowUpdate = 1
 	typeGoAway       = 3
 
+	flagSYN = 0x1
+	flagACK = 0x2
 	flagFIN = 0x4
 	flagRST = 0x8
 )
@@ -63,38 +66,75 @@ var errInjectUnsafe = errors.New("mux: cannot inject a frame: write stream out o
 
 // frameConn sits between yamux and the link. See ARCHITECTURE.md.
 //
-// Write side: yamux's sendLoop (a single goroutine) writes each frame's
-// header and body with two Writes. A data header is held back and joined
-// with (the start of) its body into one Write to the link, whenever that
-// saves a TLS record (see joinSaves); everything else passes through. injectRST writes a reset frame carrying a reason code, at a
-// frame boundary.
+// Write side: three writers share the link, one frame at a time under
+// the write lock. yamux's sendLoop (a single goroutine) writes the frames
+// yamux makes (window updates, SYN, FIN, RST, pings, go away) with one
+// Write each, and a data frame as two Writes, header then body; a data
+// header is held back and joined with (the start of) its body into one
+// Write to the link, whenever that saves a TLS record (see joinSaves).
+// Stream writers write the data frames of mux streams with writeDataLocked,
+// each from its own goroutine, in the turns the session's scheduler gives
+// them (yamux itself writes no data frame for a mux stream). injectRST
+// writes a reset frame carrying a reason code. sent is told of every SYN
+// and RST yamux writes, before it goes.
 //
 // Read side: bytes are counted, and a frameTracker follows the frame
-// boundaries to report FIN and RST flags (with the RST's code) before
-// yamux, which reads through a bufio.Reader over this conn, acts on them.
+// boundaries to report FIN and RST flags (with the RST's code), window
+// updates and SYNs before yamux, which reads through a bufio.Reader over
+// this conn, acts on them.
 type frameConn struct {
 	net.Conn
 
 	in, out atomic.Uint64
-	lastIn  atomic.Int64 // when bytes last arrived: nanoseconds since monoBase
+	dataOut atomic.Uint64 // bytes of data frame bodies written by writeDataLocked
+	lastIn  atomic.Int64  // when bytes last arrived: nanoseconds since monoBase
 	rstSent [NumResetCodes]atomic.Uint64
 
 	tracker frameTracker // used only by Read: yamux's one recv goroutine
 
-	mu        sync.Mutex // serialises writes to Conn and guards below
-	stashed   bool       // hdr holds a data header whose body comes next
+	// Read-ahead (plain TCP links only); used only by Read.
+	readAhead    bool
+	busy         bool    // the last read from the link filled its buffer
+	ra           *[]byte // pooled buffer holding ra[raOff:raEnd], or nil
+	raOff, raEnd int
+	raErr        error // returned with the buffer's last bytes
+
+	// sent, if set, is called under the write lock for each frame yamux
+	// writes that carries SYN or RST, before it is written.
+	sent func(id uint32, flags uint16)
+
+	// wlock serialises writes to Conn and guards the fields below. It is
+	// a channel rather than a sync.Mutex because its holder may block on
+	// the link for long: a goroutine waiting on a channel is durably
+	// blocked for testing/synctest, one waiting on a mutex is not (a
+	// virtual-time test of a slow link would freeze), and channel waiters
+	// queue in order, as the scheduler's turns were granted.
+	wlock     chan struct{}
+	stashed   bool // hdr holds a data header whose body comes next
 	hdr       [frameHeaderLen]byte
 	bodyLen   uint32                 // length field of hdr
 	pending   [][frameHeaderLen]byte // frames injected while stashed
 	outOfStep bool                   // see errInjectUnsafe
+
+	// writeDataLocked's scratch space.
+	batch  [maxBatchFrames]batchFrame
+	writev bool // Conn is a *net.TCPConn: hand frames to writev uncopied
+	iov    net.Buffers
+	iovArr [3 * maxBatchFrames][]byte
 }
 
 func newFrameConn(c net.Conn, onFrame func(id uint32, flags uint16, code uint32)) *frameConn {
-	fc := &frameConn{Conn: c}
+	fc := &frameConn{Conn: c, wlock: make(chan struct{}, 1)}
+	_, tcp := c.(*net.TCPConn)
+	fc.writev, fc.readAhead = tcp, tcp
 	fc.tracker.onFrame = onFrame
 	fc.lastIn.Store(int64(time.Since(monoBase)))
 	return fc
 }
+
+// lock takes the write lock; unlock gives it back.
+func (c *frameConn) lock()   { c.wlock <- struct{}{} }
+func (c *frameConn) unlock() { <-c.wlock }
 
 // monoBase is the origin of frameConn.lastIn. Durations since it are read
 // off the monotonic clock alone (time.Since of a time that has a monotonic
@@ -110,7 +150,7 @@ func (c *frameConn) lastRead() time.Time {
 // Read reads from the link, counts the bytes, notes the time and feeds
 // them to the tracker.
 func (c *frameConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
+	n, err := c.read(p)
 	if n > 0 {
 		c.in.Add(uint64(n))
 		c.lastIn.Store(int64(time.Since(monoBase)))
@@ -119,10 +159,57 @@ func (c *frameConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// readAheadSize is the read-ahead buffer of a plain TCP link.
+const readAheadSize = 64 << 10
+
+var readAheadPool = sync.Pool{New: func() any {
+	b := make([]byte, readAheadSize)
+	return &b
+}}
+
+// read reads from the link. On a plain TCP link it reads ahead while the
+// link is busy. yamux reads through a 4 KiB bufio.Reader, which costs a
+// read system call per frame header and another per body (bodies larger
+// than 4 KiB are read past the buffer): with 16 KiB chunks that is
+// several calls per 16 KiB, and the calls, not the copying, were most
+// of the receiving side's cost. While reads come back full (more is
+// waiting), a pooled 64 KiB buffer takes up to that much in one call and
+// serves yamux's reads from it; once it is drained it goes back to the
+// pool, so an idle session, blocked in Read, holds none. A TLS link needs
+// none of this: crypto/tls reads and buffers a whole record at a time.
+func (c *frameConn) read(p []byte) (int, error) {
+	if c.ra != nil {
+		n := copy(p, (*c.ra)[c.raOff:c.raEnd])
+		c.raOff += n
+		if c.raOff == c.raEnd {
+			readAheadPool.Put(c.ra)
+			c.ra = nil
+			err := c.raErr
+			c.raErr = nil
+			return n, err
+		}
+		return n, nil
+	}
+	if !c.readAhead || !c.busy || len(p) >= readAheadSize/2 {
+		n, err := c.Conn.Read(p)
+		c.busy = n == len(p)
+		return n, err
+	}
+	ra := readAheadPool.Get().(*[]byte)
+	m, err := c.Conn.Read(*ra)
+	c.busy = m == len(*ra)
+	if m == 0 {
+		readAheadPool.Put(ra)
+		return 0, err
+	}
+	c.ra, c.raOff, c.raEnd, c.raErr = ra, 0, m, err
+	return c.read(p)
+}
+
 // Write is called by yamux's sendLoop only.
 func (c *frameConn) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.lock()
+	defer c.unlock()
 	if c.stashed {
 		c.stashed = false
 		if uint32(len(b)) != c.bodyLen {
@@ -146,7 +233,7 @@ func (c *frameConn) Write(b []byte) (int, error) {
 				return len(b), nil
 			}
 		case typeWindowUpdate:
-			c.countRST(b)
+			c.noteSent(b)
 		}
 	}
 	return c.writeRaw(b)
@@ -187,7 +274,7 @@ func (c *frameConn) writeJoined(body []byte) (int, error) {
 
 func (c *frameConn) flushPending() error {
 	for _, f := range c.pending {
-		c.countRST(f[:])
+		c.noteSent(f[:])
 		if _, err := c.writeRaw(f[:]); err != nil {
 			c.pending = c.pending[:0]
 			return err
@@ -197,11 +284,158 @@ func (c *frameConn) flushPending() error {
 	return nil
 }
 
-// countRST counts b, a 12-byte window update frame, if it carries RST.
-func (c *frameConn) countRST(b []byte) {
-	if binary.BigEndian.Uint16(b[2:4])&flagRST != 0 {
+// noteSent counts b, a 12-byte window update frame about to be written,
+// if it carries RST, and tells sent of a SYN or RST.
+func (c *frameConn) noteSent(b []byte) {
+	flags := binary.BigEndian.Uint16(b[2:4])
+	if flags&flagRST != 0 {
 		c.rstSent[ResetCode(binary.BigEndian.Uint32(b[8:12])).bucket()].Add(1)
 	}
+	if flags&(flagSYN|flagRST) != 0 && c.sent != nil {
+		c.sent(binary.BigEndian.Uint32(b[4:8]), flags)
+	}
+}
+
+// writeDataLocked writes prefix and then body for stream id as data
+// frames of at most chunk body bytes each (prefix, a stream header, goes
+// whole in the first); the write lock must be held. Consecutive frames
+// go in one write to the link while they fit in batchBufSize: copied
+// into one buffer (so that at the default chunk size every frame is
+// exactly one TLS record), or, on a *net.TCPConn, handed to writev
+// without a copy. A frame larger than that goes as its header (joined
+// with the start of its body when that saves a TLS record, see
+// joinSaves) and the rest of the body. The caller's bytes are not held
+// after return. An error leaves the link in an unknown state (part of a
+// frame may have gone): the session must end.
+func (c *frameConn) writeDataLocked(id uint32, prefix, body []byte, chunk int) error {
+	for c.stashed {
+		// yamux's sendLoop is between a data header and its body. It never
+		// is for mux streams (yamux writes no data frames for them), so
+		// this only keeps frame boundaries for the sake of completeness.
+		c.unlock()
+		runtime.Gosched()
+		c.lock()
+	}
+	if c.outOfStep {
+		return errInjectUnsafe
+	}
+	for first := true; first || len(body) > 0; first = false {
+		// Gather the frames of one link write.
+		var nf, wire, bodies int
+		for nf < maxBatchFrames && (first || len(body) > 0) {
+			k := min(len(body), chunk-len(prefix))
+			size := frameHeaderLen + len(prefix) + k
+			if nf > 0 && wire+size > batchBufSize {
+				break
+			}
+			f := &c.batch[nf]
+			putDataHeader(f.hdr[:], id, len(prefix)+k)
+			f.prefix, f.body = prefix, body[:k]
+			nf++
+			wire += size
+			bodies += len(prefix) + k
+			prefix, body, first = nil, body[k:], false
+		}
+		err := c.writeBatchLocked(nf, wire)
+		for i := range nf {
+			c.batch[i].prefix, c.batch[i].body = nil, nil
+		}
+		if err != nil {
+			return err
+		}
+		c.dataOut.Add(uint64(bodies))
+	}
+	return nil
+}
+
+// Link writes of data frames gather at most maxBatchFrames frames and
+// batchBufSize bytes.
+const (
+	maxBatchFrames = 8
+	batchBufSize   = 64 << 10
+)
+
+var batchPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, batchBufSize)
+	return &b
+}}
+
+// batchFrame is one data frame of a link write being gathered.
+type batchFrame struct {
+	hdr          [frameHeaderLen]byte
+	prefix, body []byte
+}
+
+// writeBatchLocked writes the first nf frames of c.batch, wire bytes in
+// all.
+func (c *frameConn) writeBatchLocked(nf, wire int) error {
+	if c.writev {
+		c.iov = c.iovArr[:0]
+		for i := range nf {
+			f := &c.batch[i]
+			c.iov = append(c.iov, f.hdr[:])
+			if len(f.prefix) > 0 {
+				c.iov = append(c.iov, f.prefix)
+			}
+			if len(f.body) > 0 {
+				c.iov = append(c.iov, f.body)
+			}
+		}
+		n, err := c.iov.WriteTo(c.Conn)
+		c.out.Add(uint64(n))
+		clear(c.iovArr[:]) // hold no caller's buffer
+		return err
+	}
+	if nf == 1 && wire > batchBufSize {
+		f := &c.batch[0]
+		n := len(f.prefix) + len(f.body)
+		if len(f.prefix) == 0 && !joinSaves(n) {
+			if err := c.writeOut(f.hdr[:]); err != nil {
+				return err
+			}
+			return c.writeOut(f.body)
+		}
+		bp := joinPool.Get().(*[]byte)
+		buf := append(append((*bp)[:0], f.hdr[:]...), f.prefix...)
+		k := min(len(f.body), joinBufSize-len(buf))
+		buf = append(buf, f.body[:k]...)
+		err := c.writeOut(buf)
+		*bp = buf[:0]
+		joinPool.Put(bp)
+		if err == nil {
+			err = c.writeOut(f.body[k:])
+		}
+		return err
+	}
+	pool := &joinPool
+	if wire > joinBufSize {
+		pool = &batchPool
+	}
+	bp := pool.Get().(*[]byte)
+	buf := (*bp)[:0]
+	for i := range nf {
+		f := &c.batch[i]
+		buf = append(append(append(buf, f.hdr[:]...), f.prefix...), f.body...)
+	}
+	err := c.writeOut(buf)
+	*bp = buf[:0]
+	pool.Put(bp)
+	return err
+}
+
+// writeOut writes b to the link and counts it.
+func (c *frameConn) writeOut(b []byte) error {
+	n, err := c.Conn.Write(b)
+	c.out.Add(uint64(n))
+	return err
+}
+
+// putDataHeader encodes a data frame header without flags into h.
+func putDataHeader(h []byte, id uint32, n int) {
+	h[0], h[1] = frameVersion, typeData
+	binary.BigEndian.PutUint16(h[2:4], 0)
+	binary.BigEndian.PutUint32(h[4:8], id)
+	binary.BigEndian.PutUint32(h[8:12], uint32(n))
 }
 
 // injectRST sends a reset for stream id with the code in the length field
@@ -215,8 +449,8 @@ func (c *frameConn) injectRST(id uint32, code ResetCode) error {
 	binary.BigEndian.PutUint16(f[2:4], flagRST)
 	binary.BigEndian.PutUint32(f[4:8], id)
 	binary.BigEndian.PutUint32(f[8:12], uint32(code))
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.lock()
+	defer c.unlock()
 	if c.outOfStep {
 		return errInjectUnsafe
 	}
@@ -224,14 +458,15 @@ func (c *frameConn) injectRST(id uint32, code ResetCode) error {
 		c.pending = append(c.pending, f)
 		return nil
 	}
-	c.countRST(f[:])
+	c.noteSent(f[:])
 	_, err := c.writeRaw(f[:])
 	return err
 }
 
 // frameTracker follows yamux frame boundaries in the bytes read from the
 // link and reports every data or window update frame that carries FIN or
-// RST. It never fails: on bytes that cannot be yamux frames (bad version
+// RST, and to onCredit every window update but RSTs (its delta) and data
+// frames that carry SYN (delta 0). It never fails: on bytes that cannot be yamux frames (bad version
 // or type) it stops tracking and leaves yamux to report the protocol
 // error, which ends the session.
 type frameTracker struct {
@@ -243,6 +478,8 @@ type frameTracker struct {
 	// onFrame gets the stream ID, flags, and for a window update with RST
 	// the code (its length field); 0 otherwise.
 	onFrame func(id uint32, flags uint16, code uint32)
+	// onCredit gets the stream ID, flags and window delta.
+	onCredit func(id uint32, flags uint16, delta uint32)
 }
 
 func (t *frameTracker) feed(p []byte) {
@@ -281,10 +518,16 @@ func (t *frameTracker) frame(h []byte) {
 	switch h[1] {
 	case typeData:
 		t.skip = length
+		if flags&flagSYN != 0 && t.onCredit != nil {
+			t.onCredit(binary.BigEndian.Uint32(h[4:8]), flags, 0)
+		}
 		if flags&(flagFIN|flagRST) != 0 && t.onFrame != nil {
 			t.onFrame(binary.BigEndian.Uint32(h[4:8]), flags, 0)
 		}
 	case typeWindowUpdate:
+		if flags&flagRST == 0 && t.onCredit != nil {
+			t.onCredit(binary.BigEndian.Uint32(h[4:8]), flags, length)
+		}
 		if flags&(flagFIN|flagRST) != 0 && t.onFrame != nil {
 			var code uint32
 			if flags&flagRST != 0 {

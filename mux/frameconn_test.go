@@ -277,3 +277,100 @@ func FuzzFrameReader(f *testing.F) {
 		}
 	})
 }
+
+// parseData splits a byte stream of data frames into their stream IDs
+// and bodies.
+func parseData(t *testing.T, b []byte) (ids []uint32, bodies [][]byte) {
+	t.Helper()
+	for len(b) > 0 {
+		if len(b) < frameHeaderLen || b[1] != typeData {
+			t.Fatalf("not a data frame: %x", b[:min(len(b), frameHeaderLen)])
+		}
+		n := int(binary.BigEndian.Uint32(b[8:12]))
+		ids = append(ids, binary.BigEndian.Uint32(b[4:8]))
+		bodies = append(bodies, b[frameHeaderLen:frameHeaderLen+n])
+		b = b[frameHeaderLen+n:]
+	}
+	return ids, bodies
+}
+
+func TestFrameConnWriteData(t *testing.T) {
+	body := make([]byte, 10*fullChunk)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	hdr := []byte{1, 2, 4, 's', 'i', 'n', 'k'}
+	for _, c := range []struct {
+		name   string
+		prefix []byte
+		body   []byte
+		chunk  int
+		writes []int // sizes of the link writes
+		frames []int // body sizes of the frames
+	}{
+		{"small", hdr, body[:250], 100, []int{3*12 + 257}, []int{100, 100, 57}},
+		{"header only", hdr, nil, fullChunk, []int{12 + 7}, []int{7}},
+		// Four default chunks are one 64 KiB batch; each frame is a whole
+		// number of TLS records (one).
+		{"batched", nil, body, fullChunk, []int{64 << 10, 64 << 10, 2 * DefaultChunkSize}, []int{fullChunk, fullChunk, fullChunk, fullChunk, fullChunk, fullChunk, fullChunk, fullChunk, fullChunk, fullChunk}},
+		// A frame larger than a batch: header and start joined (one TLS
+		// record), then the rest.
+		{"large", hdr, body[:100_000], 200_000, []int{joinBufSize, 12 + 7 + 100_000 - joinBufSize}, []int{100_007}},
+		// A large frame of whole records: the header goes alone.
+		{"large records", nil, body[:5*tlsRecord], 200_000, []int{12, 5 * tlsRecord}, []int{5 * tlsRecord}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rec := &writeRecorder{}
+			fc := newFrameConn(rec, nil)
+			fc.lock()
+			err := fc.writeDataLocked(9, c.prefix, c.body, c.chunk)
+			fc.unlock()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := sizes(rec.writes); fmt.Sprint(got) != fmt.Sprint(c.writes) {
+				t.Errorf("link writes %v, want %v", got, c.writes)
+			}
+			ids, bodies := parseData(t, bytes.Join(rec.writes, nil))
+			var got []int
+			for i, b := range bodies {
+				if ids[i] != 9 {
+					t.Errorf("frame for stream %d", ids[i])
+				}
+				got = append(got, len(b))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(c.frames) {
+				t.Errorf("frames %v, want %v", got, c.frames)
+			}
+			if want := append(append([]byte(nil), c.prefix...), c.body...); !bytes.Equal(bytes.Join(bodies, nil), want) {
+				t.Error("bodies do not add up to prefix and body")
+			}
+			if fc.dataOut.Load() != uint64(len(c.prefix)+len(c.body)) {
+				t.Errorf("dataOut %d", fc.dataOut.Load())
+			}
+		})
+	}
+}
+
+// TestFrameConnWriteDataKeepsBoundary: a data frame written while one of
+// yamux's is between its header and body goes after that body, whatever
+// the timing.
+func TestFrameConnWriteDataKeepsBoundary(t *testing.T) {
+	rec := &writeRecorder{}
+	fc := newFrameConn(rec, nil)
+	fc.Write(frame(typeData, 0, 1, 3)) // held back for its body
+	done := make(chan error, 1)
+	go func() {
+		fc.lock()
+		done <- fc.writeDataLocked(5, nil, []byte("xy"), 100)
+		fc.unlock()
+	}()
+	fc.Write([]byte("abc"))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ids, bodies := parseData(t, bytes.Join(rec.writes, nil))
+	if fmt.Sprint(ids) != "[1 5]" || string(bodies[0]) != "abc" || string(bodies[1]) != "xy" {
+		t.Errorf("frames %v %q", ids, bodies)
+	}
+}

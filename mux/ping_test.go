@@ -89,9 +89,9 @@ func TestPingContextDeadline(t *testing.T) {
 	lastRead := p.client.LastRead()
 
 	const timeout = 50 * time.Millisecond
+	start := time.Now() // before the deadline is set, so took >= timeout
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	start := time.Now()
 	_, err := p.client.PingContext(ctx)
 	took := time.Since(start)
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, os.ErrDeadlineExceeded) {

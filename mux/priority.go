@@ -6,9 +6,13 @@ import (
 	"strings"
 )
 
-// Priority orders streams of one session. It travels in the stream
-// header, so both ends know it. For now it is metadata; a later write
-// scheduler will let higher priorities go first.
+// Priority orders the streams of one session. Each session's write
+// scheduler gives turns on the link to the priorities in proportion to
+// Config.PriorityWeights (critical 8, high 4, normal 2, low 1 by
+// default), and high and critical streams may use the stream slots and
+// write queue room reserved for them. The opening priority travels in
+// the stream header, so both ends know it; Stream.SetPriority changes it
+// for this side's writes only.
 type Priority uint8
 
 // Priorities, lowest first.
@@ -17,6 +21,11 @@ const (
 	PriorityNormal   Priority = 1
 	PriorityHigh     Priority = 2
 	PriorityCritical Priority = 3
+
+	// NumPriorities is the number of priorities: arrays indexed by
+	// Priority (Config.PriorityWeights, Session.QueueStats, ...) have
+	// this length.
+	NumPriorities = 4
 )
 
 // String returns "low", "normal", "high" or "critical", or "priority(N)"

@@ -26,7 +26,7 @@ type Handler func(s *Stream)
 type SessionStats struct {
 	StreamsOpened    uint64 // outbound streams opened by OpenStream
 	StreamsAccepted  uint64 // inbound streams handed to a handler
-	OpenLimited      uint64 // OpenStream calls refused locally with ErrStreamLimit
+	OpenLimited      uint64 // OpenStream calls failed for want of a local stream slot (ErrStreamLimit)
 	LimitRefusals    uint64 // inbound streams reset because MaxStreams was reached (code 2)
 	UnknownProtocol  uint64 // inbound streams reset for want of a handler (code 1)
 	MalformedHeaders uint64 // inbound streams reset for a malformed or late header (code 3)
@@ -50,6 +50,8 @@ type Session struct {
 	fc            *frameConn
 	ys            *yamux.Session
 	log           zerolog.Logger
+	sched         *scheduler
+	slots         *SlotPool // this session's stream slots (MaxStreams, ReservedStreams)
 
 	mu        sync.Mutex
 	streams   map[uint32]*Stream // open streams, and closed ones kept to learn of a late FIN/RST
@@ -66,7 +68,8 @@ type Session struct {
 	ping      *pingCall      // the yamux ping in flight, shared by PingContext callers
 
 	localClose atomic.Bool
-	teardown   atomic.Bool // closing or closed: yamux errors are noise
+	teardown   atomic.Bool           // closing or closed: yamux errors are noise
+	linkErr    atomic.Pointer[error] // a failed write of a data frame, which ended the session
 	acceptDone chan struct{}
 	done       chan struct{}
 	err        error // why the session ended; set before done is closed
@@ -111,6 +114,8 @@ func NewSession(conn net.Conn, local, remote peer.ID, client bool, cfg Config, r
 		local:      local,
 		remote:     remote,
 		route:      route,
+		sched:      newScheduler(cfg),
+		slots:      NewSlotPool(cfg.MaxStreams, cfg.ReservedStreams),
 		streams:    make(map[uint32]*Stream),
 		sweepAt:    minSweep,
 		acceptDone: make(chan struct{}),
@@ -123,6 +128,8 @@ func NewSession(conn net.Conn, local, remote peer.ID, client bool, cfg Config, r
 		teardown: &s.teardown,
 	}
 	s.fc = newFrameConn(conn, s.onFrame)
+	s.fc.tracker.onCredit = s.sched.credit
+	s.fc.sent = s.sched.sent
 	ycfg := cfg.yamuxConfig(ylog)
 	if client {
 		s.ys, err = yamux.Client(s.fc, ycfg)
@@ -138,6 +145,11 @@ func NewSession(conn net.Conn, local, remote peer.ID, client bool, cfg Config, r
 
 // LocalPeer returns this side's peer ID.
 func (s *Session) LocalPeer() peer.ID { return s.local }
+
+// Config returns the session's configuration, defaults filled in (for
+// example ReservedStreams as a count, PriorityWeights as the weights in
+// use).
+func (s *Session) Config() Config { return s.cfg }
 
 // RemotePeer returns the remote's peer ID.
 func (s *Session) RemotePeer() peer.ID { return s.remote }
@@ -182,6 +194,31 @@ func (s *Session) StreamCounts() (inbound, outbound int) {
 	defer s.mu.Unlock()
 	return s.inbound, s.outbound
 }
+
+// StreamsByPriority returns the number of open streams by priority
+// (index: Priority), both directions, at their current priorities. An
+// inbound stream counts once its header has been read.
+func (s *Session) StreamsByPriority() [NumPriorities]int {
+	var n [NumPriorities]int
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range s.streams {
+		if !st.released && st.prioKnown {
+			n[st.Priority()]++
+		}
+	}
+	return n
+}
+
+// QueueStats returns the figures of the session's write queue by
+// priority (index: Priority); see QueueStats.
+func (s *Session) QueueStats() [NumPriorities]QueueStats { return s.sched.stats() }
+
+// Utilization returns how full the session's write queue is: the bytes
+// it holds (QueueStats.QueuedBytes summed) over Config.MaxQueuedBytes. It
+// is 0 when the queue is empty and 1 at the bound, which the last Write
+// admitted can pass (see Config.MaxQueuedBytes).
+func (s *Session) Utilization() float64 { return s.sched.utilization() }
 
 // Stats returns the session's counters.
 func (s *Session) Stats() SessionStats {
@@ -238,7 +275,7 @@ type pingCall struct {
 // which is what a liveness check needs.
 func (s *Session) PingContext(ctx context.Context) (time.Duration, error) {
 	if ctx.Err() != nil {
-		return 0, pingContextErr(ctx)
+		return 0, contextErr("mux: ping", ctx)
 	}
 	s.mu.Lock()
 	if s.closing {
@@ -256,7 +293,7 @@ func (s *Session) PingContext(ctx context.Context) (time.Duration, error) {
 	select {
 	case <-c.done:
 	case <-ctx.Done():
-		return 0, pingContextErr(ctx)
+		return 0, contextErr("mux: ping", ctx)
 	}
 	switch err := c.err; {
 	case err == nil:
@@ -282,21 +319,6 @@ func (s *Session) runPing(c *pingCall) {
 	s.ping = nil
 	s.mu.Unlock()
 	close(c.done)
-}
-
-// pingContextErr is PingContext's error once ctx has ended.
-func pingContextErr(ctx context.Context) error {
-	err := ctx.Err()
-	errs := []error{err}
-	msg := "mux: ping: " + err.Error()
-	if cause := context.Cause(ctx); cause != nil && cause != err {
-		errs = append(errs, cause)
-		msg += ": " + cause.Error()
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		errs = append(errs, os.ErrDeadlineExceeded)
-	}
-	return &multiError{msg, errs}
 }
 
 // LastRead returns when bytes last arrived on the link: the session's
@@ -329,10 +351,16 @@ func (s *Session) Close() error {
 // round trip: the stream header goes out with the first Write (or alone
 // before the first Read, or at Close), and a refusal by the remote shows
 // as an error from a later Read or Write (ErrProtocolNotSupported,
-// ErrStreamLimit, both wrapping ErrStreamReset). ctx bounds the wait for
-// yamux to open the stream (it blocks while AcceptBacklog opens are
-// unacknowledged). At MaxStreams open streams it fails at once with
-// ErrStreamLimit.
+// ErrStreamLimit, both wrapping ErrStreamReset).
+//
+// The stream needs a slot of the session (MaxStreams, of which low and
+// normal streams may not take the last ReservedStreams) and, if set, of
+// Config.GlobalSlots. When none is free it waits for one, waiters being
+// served highest priority first, in arrival order within a priority;
+// ctx bounds the wait (the error then wraps both ErrStreamLimit and
+// ctx.Err()). With Config.FailFastStreams it fails at once with
+// ErrStreamLimit instead. ctx also bounds the wait for yamux to open the
+// stream (it blocks while AcceptBacklog opens are unacknowledged).
 func (s *Session) OpenStream(ctx context.Context, protocol string, prio Priority) (*Stream, error) {
 	if err := ValidateProtocol(protocol); err != nil {
 		return nil, err
@@ -344,15 +372,19 @@ func (s *Session) OpenStream(ctx context.Context, protocol string, prio Priority
 		return nil, err
 	}
 	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
 		return nil, ErrSessionClosed
 	}
-	if max := s.cfg.MaxStreams; max > 0 && s.inbound+s.outbound >= max {
-		n := s.inbound + s.outbound
+	if err := s.takeSlots(ctx, prio); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.closing {
 		s.mu.Unlock()
-		s.openLimited.Add(1)
-		return nil, fmt.Errorf("%w: %d streams open (MaxStreams %d)", ErrStreamLimit, n, max)
+		s.giveSlots()
+		return nil, ErrSessionClosed
 	}
 	s.outbound++
 	s.mu.Unlock()
@@ -362,21 +394,66 @@ func (s *Session) OpenStream(ctx context.Context, protocol string, prio Priority
 		s.mu.Lock()
 		s.outbound--
 		s.mu.Unlock()
+		s.giveSlots()
 		return nil, s.mapOpenErr(err)
 	}
-	st := &Stream{
-		sess:     s,
-		ys:       ys,
-		id:       ys.StreamID(),
-		protocol: protocol,
-		prio:     prio,
-		hdr:      appendStreamHeader(make([]byte, 0, headerFixedLen+len(protocol)), prio, protocol),
-	}
+	st := newStream(s, ys, false, prio)
+	st.protocol = protocol
+	st.hdr = appendStreamHeader(make([]byte, 0, headerFixedLen+len(protocol)), prio, protocol)
 	s.mu.Lock()
+	st.prioKnown = true
 	s.registerLocked(st)
 	s.mu.Unlock()
 	s.opened.Add(1)
 	return st, nil
+}
+
+// takeSlots takes a stream slot of the session, then of GlobalSlots, for
+// an outbound stream at prio: at once or failing (FailFastStreams), or
+// waiting in priority order until ctx ends or the session does.
+func (s *Session) takeSlots(ctx context.Context, prio Priority) error {
+	g := s.cfg.GlobalSlots
+	if s.cfg.FailFastStreams {
+		if !s.slots.TryAcquire(prio) {
+			s.openLimited.Add(1)
+			return fmt.Errorf("%w: %d streams open (MaxStreams %d, %d reserved for high and critical)",
+				ErrStreamLimit, s.slots.InUse(), s.cfg.MaxStreams, s.cfg.ReservedStreams)
+		}
+		if g != nil && !g.TryAcquire(prio) {
+			s.slots.Release()
+			s.openLimited.Add(1)
+			return fmt.Errorf("%w: global slot pool full (%d in use)", ErrStreamLimit, g.InUse())
+		}
+		return nil
+	}
+	if err := s.slots.acquire(ctx, prio, s.done); err != nil {
+		return s.slotWaitErr(ctx, err, "")
+	}
+	if g != nil {
+		if err := g.acquire(ctx, prio, s.done); err != nil {
+			s.slots.Release()
+			return s.slotWaitErr(ctx, err, " in the global pool")
+		}
+	}
+	return nil
+}
+
+func (s *Session) slotWaitErr(ctx context.Context, err error, where string) error {
+	if err == errAborted {
+		return s.closedErr()
+	}
+	s.openLimited.Add(1)
+	e := contextErr("mux: open stream: no stream slot free"+where, ctx).(*multiError)
+	e.errs = append(e.errs, ErrStreamLimit)
+	return e
+}
+
+// giveSlots gives back the slots takeSlots took.
+func (s *Session) giveSlots() {
+	s.slots.Release()
+	if g := s.cfg.GlobalSlots; g != nil {
+		g.Release()
+	}
 }
 
 // openYamux opens a yamux stream, waiting no longer than ctx allows. yamux
@@ -408,7 +485,8 @@ func (s *Session) openYamux(ctx context.Context) (*yamux.Stream, error) {
 		}
 		if ys != nil {
 			// Abandoned: the remote sees the stream end before a header
-			// and drops it quietly.
+			// and drops it quietly. No Stream will adopt its flow.
+			s.sched.drop(ys.StreamID())
 			_ = ys.Close()
 		}
 	}()
@@ -457,13 +535,23 @@ func (s *Session) acceptLoop() {
 			_ = ys.Close()
 			continue
 		}
-		if max := s.cfg.MaxStreams; max > 0 && s.inbound+s.outbound >= max {
+		// The stream's priority is in its header, which only a goroutine
+		// of its own could wait for: check against the whole MaxStreams
+		// (PriorityCritical may use the reserved slots).
+		if !s.slots.TryAcquire(PriorityCritical) {
 			s.mu.Unlock()
 			s.limitRefused.Add(1)
 			s.refuse(ys, ResetStreamLimit)
 			continue
 		}
-		st := &Stream{sess: s, ys: ys, id: ys.StreamID(), inbound: true}
+		if g := s.cfg.GlobalSlots; g != nil && !g.TryAcquire(PriorityCritical) {
+			s.mu.Unlock()
+			s.slots.Release()
+			s.limitRefused.Add(1)
+			s.refuse(ys, ResetStreamLimit)
+			continue
+		}
+		st := newStream(s, ys, true, PriorityNormal)
 		st.hdrDone.Store(true) // only an opener sends a header
 		s.inbound++
 		s.registerLocked(st)
@@ -500,7 +588,11 @@ func (s *Session) serve(st *Stream) {
 		s.release(st) // if not done by refuse
 		return
 	}
-	st.protocol, st.prio = proto, prio
+	st.protocol = proto
+	s.sched.setPriority(st, prio)
+	s.mu.Lock()
+	st.prioKnown = true
+	s.mu.Unlock()
 	h := s.route(proto)
 	if h == nil {
 		s.unknownProto.Add(1)
@@ -523,20 +615,31 @@ func (s *Session) refuse(ys *yamux.Stream, code ResetCode) {
 	_ = ys.Close()
 }
 
-// wakeStreams makes every Read and Write blocked in yamux return. Once
-// yamux's session is shut down, a blocked yamux Read or Write spins (its
-// wait loop keeps selecting the closed shutdown channel) until yamux's
-// Close gets round to marking that stream closed, and with many blocked
-// streams the spinning delays that very marking: 200 blocked handlers
-// made Close take 71 s under the race detector. A deadline in the past
-// makes them return at once instead (mapErr reports the session's end).
+// wakeStreams makes every Read blocked in yamux, and every Write waiting
+// in the scheduler, return. Once yamux's session is shut down, a blocked
+// yamux Read spins (its wait loop keeps selecting the closed shutdown
+// channel) until yamux's Close gets round to marking that stream closed,
+// and with many blocked streams the spinning delays that very marking:
+// 200 blocked handlers made Close take 71 s under the race detector. A
+// deadline in the past makes them return at once instead (mapErr reports
+// the session's end).
 func (s *Session) wakeStreams() {
+	s.sched.shutdown() // and Writes waiting in the scheduler
 	past := time.Unix(1, 0)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, st := range s.streams {
-		_ = st.ys.SetDeadline(past)
+		_ = st.ys.SetReadDeadline(past)
 	}
+}
+
+// linkFailed ends the session after writing a data frame failed: part of
+// the frame may be on the link, so nothing more can follow it. It
+// returns the error stream operations return from then on.
+func (s *Session) linkFailed(err error) error {
+	s.linkErr.CompareAndSwap(nil, &err)
+	_ = s.ys.Close()
+	return s.closedErr()
 }
 
 // shutdownCause digs out yamux's reason for shutting down. AcceptStream
@@ -558,6 +661,9 @@ func (s *Session) shutdownCause(err error) error {
 // finish records why the session ended and closes Done.
 func (s *Session) finish(cause error) {
 	s.teardown.Store(true)
+	if le := s.linkErr.Load(); le != nil && cause == yamux.ErrSessionShutdown && !s.localClose.Load() {
+		cause = *le // linkFailed closed yamux
+	}
 	switch {
 	case cause == yamux.ErrSessionShutdown && s.localClose.Load():
 		s.err, s.streamErr = ErrSessionClosed, ErrSessionClosed
@@ -614,6 +720,9 @@ func (s *Session) onFrame(id uint32, flags uint16, code uint32) {
 	}
 	if st := s.streams[id]; st != nil {
 		st.noteFrame(flags, code)
+		if flags&flagRST != 0 {
+			s.sched.kick(st) // a Write waiting for window will get none
+		}
 		if st.released {
 			delete(s.streams, id)
 			s.lingering--
@@ -621,6 +730,9 @@ func (s *Session) onFrame(id uint32, flags uint16, code uint32) {
 	} else {
 		s.early[s.earlyNext] = earlyFrame{id: id, flags: flags, code: code, used: true}
 		s.earlyNext = (s.earlyNext + 1) % earlyRingSize
+		if flags&flagRST != 0 {
+			s.sched.drop(id)
+		}
 	}
 	s.mu.Unlock()
 }
@@ -698,6 +810,8 @@ func (s *Session) release(st *Stream) {
 		return
 	}
 	st.released = true
+	s.giveSlots()
+	s.sched.forget(st.fl)
 	if st.inbound {
 		s.inbound--
 	} else {

@@ -332,6 +332,9 @@ func TestOpenStreamLimitLocal(t *testing.T) {
 	cc, sc := net.Pipe()
 	ccfg := testConfig()
 	ccfg.MaxStreams = 2
+	// The behaviour before slot waiting and reserved slots, now opt-in.
+	ccfg.FailFastStreams = true
+	ccfg.ReservedStreams = -1
 	p := newPair(t, cc, sc, ccfg, testConfig(), nil, routeOf(map[string]Handler{"echo": echoHandler}))
 	ctx := context.Background()
 	a, err := p.client.OpenStream(ctx, "echo", PriorityNormal)
@@ -367,13 +370,17 @@ func TestOpenStreamLimitLocal(t *testing.T) {
 // TestStreamFlood: 10,000 inbound opens against MaxStreams=64, with 64
 // handlers holding their slots. Every extra stream is refused with code
 // 2 and no goroutine is started for it: the process's goroutine count
-// stays within a small constant of its count before the flood.
+// stays within a small constant of its count before the flood. Inbound
+// streams may take the slots reserved for high and critical ones (their
+// priority is not known at accept), and each takes one of the node-wide
+// pool too, which gets every slot back.
 func TestStreamFlood(t *testing.T) {
 	cc, sc := net.Pipe()
 	ccfg := testConfig()
 	ccfg.StreamOpenTimeout = -1 // no goroutine per pending open on the flooder
 	scfg := testConfig()
-	scfg.MaxStreams = 64
+	scfg.MaxStreams = 64 // 7 reserved
+	scfg.GlobalSlots = NewSlotPool(1000, 100)
 	hold := make(chan struct{})
 	var started sync.WaitGroup
 	started.Add(64)
@@ -428,6 +435,18 @@ func TestStreamFlood(t *testing.T) {
 	if in, _ := p.server.StreamCounts(); in != 64 {
 		t.Errorf("server inbound %d, want 64", in)
 	}
+	if n := scfg.GlobalSlots.InUse(); n != 64 {
+		t.Errorf("global slots in use %d, want 64", n)
+	}
+	if got := p.server.StreamsByPriority(); got != [NumPriorities]int{PriorityNormal: 64} {
+		t.Errorf("server StreamsByPriority %v", got)
+	}
+	p.server.sched.mu.Lock()
+	flows := len(p.server.sched.flows)
+	p.server.sched.mu.Unlock()
+	if flows != 64 {
+		t.Errorf("server scheduler tracks %d flows, want 64 (refused ones are dropped)", flows)
+	}
 	p.server.mu.Lock()
 	tracked := len(p.server.streams)
 	p.server.mu.Unlock()
@@ -448,6 +467,7 @@ func TestStreamFlood(t *testing.T) {
 	for _, s := range held {
 		s.Close()
 	}
+	waitFor(t, 10*time.Second, "handlers to return their slots", func() bool { return scfg.GlobalSlots.InUse() == 0 })
 }
 
 func TestReset(t *testing.T) {

@@ -1,10 +1,12 @@
 package mux
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,8 +16,15 @@ import (
 )
 
 // Stream is one stream of a Session; it implements net.Conn. Use one
-// reader and one writer goroutine at a time (yamux is not safe with
-// concurrent Reads on one stream).
+// reader goroutine at a time (yamux is not safe with concurrent Reads on
+// one stream). Concurrent Writes are safe and do not interleave: each
+// goes out whole before the next starts, as in yamux.
+//
+// Writes go through the session's write scheduler (see Config): a Write
+// is cut into chunks that take turns on the link with the other streams'
+// by priority, waits while the remote's window for the stream is used up,
+// and is first admitted to the session's bounded write queue. The write
+// deadline and WriteContext's context bound all of that waiting.
 //
 // Close is a half close, as in yamux: it ends this side's writes (the
 // remote reads EOF) and frees the stream slot, while Read keeps returning
@@ -24,16 +33,24 @@ import (
 type Stream struct {
 	sess     *Session
 	ys       *yamux.Stream
+	fl       *flow // scheduler state: send window, turns
 	id       uint32
 	inbound  bool
-	protocol string // for an inbound stream, set once its header is read
-	prio     Priority
+	protocol string        // for an inbound stream, set once its header is read
+	prio     atomic.Uint32 // a Priority; changed by SetPriority under the scheduler's lock
 
-	// Opener only: the stream header still to send, under hdrMu, and
-	// whether it has gone (always true for an inbound stream).
+	// Opener only: the stream header (never modified), and whether it has
+	// gone (always true for an inbound stream). It goes with the first
+	// chunk, or alone, under the frame conn's write lock, which also
+	// orders the setting of hdrDone.
 	hdrDone atomic.Bool
-	hdrMu   sync.Mutex
 	hdr     []byte
+
+	// wlock serialises Writes (a channel, so that waiting for it can be
+	// bounded by a deadline or context, and is a durable block).
+	wlock chan struct{}
+
+	wdl atomic.Int64 // write deadline, Unix nanoseconds; 0: none
 
 	// Set by the session's frame tracker before yamux acts on the frame.
 	rstCode     atomic.Uint32
@@ -46,17 +63,35 @@ type Stream struct {
 	// Guarded by sess.mu.
 	released   bool
 	releasedAt time.Time
+	prioKnown  bool // outbound, or inbound with its header read
 }
 
-// firstChunk is how much of the first Write travels in one yamux frame
-// with the stream header (the frame then fills one join buffer).
-const firstChunk = joinBufSize - frameHeaderLen - maxStreamHeader
+func newStream(s *Session, ys *yamux.Stream, inbound bool, prio Priority) *Stream {
+	st := &Stream{sess: s, ys: ys, id: ys.StreamID(), inbound: inbound, wlock: make(chan struct{}, 1)}
+	st.prio.Store(uint32(prio))
+	st.fl = s.sched.adopt(st.id, prio)
+	return st
+}
 
 // Protocol returns the stream's protocol.
 func (st *Stream) Protocol() string { return st.protocol }
 
-// Priority returns the stream's priority, as the opener set it.
-func (st *Stream) Priority() Priority { return st.prio }
+// Priority returns the stream's priority: the one it was opened with (for
+// an inbound stream, the one in its header) until SetPriority changes it.
+func (st *Stream) Priority() Priority { return Priority(st.prio.Load()) }
+
+// SetPriority changes the priority this side's writes are scheduled at,
+// from the next chunk on (a Write in progress continues at the new
+// priority). It returns an error wrapping ErrInvalidPriority for a value
+// outside low..critical. The remote is not told: it saw the opening
+// priority in the stream header, and its Priority still reports that one.
+func (st *Stream) SetPriority(p Priority) error {
+	if !p.Valid() {
+		return fmt.Errorf("%w: %d (want 0..3)", ErrInvalidPriority, uint8(p))
+	}
+	st.sess.sched.setPriority(st, p)
+	return nil
+}
 
 // LocalPeer returns this side's peer ID.
 func (st *Stream) LocalPeer() peer.ID { return st.sess.local }
@@ -100,69 +135,206 @@ func (st *Stream) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// Write writes to the stream. The first Write of an outbound stream
-// carries the stream header in the same yamux frame. Errors are as for
-// Read; after Close, yamux's ErrStreamClosed.
+// Write writes b to the stream and returns once all of it has been
+// written to the link, or with the number of bytes written before an
+// error. The first Write of an outbound stream carries the stream header
+// in its first frame. It waits for room in the session's write queue, for
+// its turns and for the remote's window. Past the write deadline it fails
+// with os.ErrDeadlineExceeded (a net.Error whose Timeout is true) instead
+// of waiting or starting another chunk; a chunk being written to the link
+// is finished first. With Config.FailFast a full queue fails it at once
+// with an error wrapping ErrBackpressure. After a reset it returns a
+// *ResetError; after Close, yamux's ErrStreamClosed; once the session has
+// ended, an error wrapping ErrSessionClosed.
 func (st *Stream) Write(b []byte) (int, error) {
-	if st.localReset.Load() {
-		return 0, st.resetErr()
+	return st.write(nil, b)
+}
+
+// WriteContext is Write with its waits bounded by ctx as well as by the
+// write deadline. When ctx ends first it returns an error wrapping
+// ctx.Err() (for a deadline, also os.ErrDeadlineExceeded) and the number
+// of bytes already written; an already ended ctx writes nothing.
+func (st *Stream) WriteContext(ctx context.Context, b []byte) (int, error) {
+	if ctx.Err() != nil {
+		return 0, contextErr("mux: write", ctx)
 	}
-	if !st.hdrDone.Load() {
-		return st.writeFirst(b)
+	return st.write(ctx, b)
+}
+
+func (st *Stream) write(ctx context.Context, b []byte) (n int, err error) {
+	if err := st.writeErr(); err != nil {
+		return 0, err
 	}
-	n, err := st.ys.Write(b)
-	if err != nil {
-		err = st.mapErr(err)
+	if len(b) == 0 {
+		if !st.hdrDone.Load() {
+			return 0, st.sendHeader()
+		}
+		return 0, nil
 	}
+	sc := st.sess.sched
+	w := writeOp{ctx: ctx}
+	if err := sc.admit(st, &w, len(b)); err != nil {
+		return 0, st.waitErr(err, ctx)
+	}
+	if err := st.lockWrites(ctx); err != nil {
+		sc.done(st, &w)
+		return 0, st.waitErr(err, ctx)
+	}
+	for n < len(b) {
+		want, need := len(b)-n, 1
+		if !st.hdrDone.Load() {
+			// The header travels in the first chunk, whole.
+			want += len(st.hdr)
+			need += len(st.hdr)
+		}
+		var k int
+		k, err = sc.turn(st, &w, want, need)
+		if err != nil {
+			err = st.waitErr(err, ctx)
+			break
+		}
+		w.used, w.payload, err = st.sendChunks(b[n:], k)
+		n += w.payload
+		if err != nil {
+			break
+		}
+	}
+	<-st.wlock
+	sc.done(st, &w)
 	return n, err
 }
 
-// writeFirst sends the header and the start of b as one yamux write.
-func (st *Stream) writeFirst(b []byte) (int, error) {
-	st.hdrMu.Lock()
-	if st.hdrDone.Load() {
-		st.hdrMu.Unlock()
-		return st.Write(b)
+// lockWrites takes the stream's write lock (another Write of the stream
+// holds it), waiting no longer than the write deadline and ctx allow.
+func (st *Stream) lockWrites(ctx context.Context) error {
+	select {
+	case st.wlock <- struct{}{}:
+		return nil
+	default:
 	}
-	k := min(len(b), firstChunk)
-	buf := make([]byte, 0, len(st.hdr)+k)
-	buf = append(append(buf, st.hdr...), b[:k]...)
-	hl := len(st.hdr)
-	m, err := st.ys.Write(buf)
-	if m < hl {
-		st.hdr = st.hdr[m:]
-		st.hdrMu.Unlock()
-		return 0, st.mapErr(err)
+	var done <-chan struct{}
+	if ctx != nil {
+		done = ctx.Done()
 	}
-	st.hdr = nil
-	st.hdrDone.Store(true)
-	st.hdrMu.Unlock()
-	n := m - hl
+	var timeout <-chan time.Time
+	if dl := st.writeDeadline(); !dl.IsZero() {
+		t := time.NewTimer(time.Until(dl))
+		defer t.Stop()
+		timeout = t.C
+	}
+	// Close, Reset and the session's end need not wake this wait: the
+	// Write holding the lock returns on them, and this one then finds the
+	// stream's state in turn or sendChunks.
+	select {
+	case st.wlock <- struct{}{}:
+		return nil
+	case <-done:
+		return ctx.Err()
+	case <-timeout:
+		return os.ErrDeadlineExceeded
+	}
+}
+
+// sendChunks writes the turns' k bytes as data frames of at most one
+// chunk each: the stream header if it has not gone, then the start of p.
+// It returns the bytes of the frames' bodies and of them the payload.
+// The stream's state is checked under the frame conn's write lock, so no
+// chunk follows the FIN that Close queues after setting closed.
+func (st *Stream) sendChunks(p []byte, k int) (used, payload int, err error) {
+	fc := st.sess.fc
+	fc.lock()
+	if st.localReset.Load() || st.remoteReset.Load() || st.closed.Load() || st.sess.ys.IsClosed() {
+		fc.unlock()
+		return 0, 0, st.writeErr()
+	}
+	var prefix []byte
+	if !st.hdrDone.Load() {
+		prefix = st.hdr
+	}
+	payload = min(len(p), k-len(prefix))
+	err = fc.writeDataLocked(st.id, prefix, p[:payload], st.sess.sched.chunk)
+	if err == nil && prefix != nil {
+		st.hdrDone.Store(true)
+	}
+	fc.unlock()
 	if err != nil {
-		return n, st.mapErr(err)
+		return 0, 0, st.sess.linkFailed(err)
 	}
-	if k < len(b) {
-		m, err := st.Write(b[k:])
-		return n + m, err
-	}
-	return n, nil
+	return len(prefix) + payload, payload, nil
 }
 
 // sendHeader sends the header alone, if it has not gone yet.
 func (st *Stream) sendHeader() error {
-	st.hdrMu.Lock()
-	defer st.hdrMu.Unlock()
+	fc := st.sess.fc
+	fc.lock()
 	if st.hdrDone.Load() {
+		fc.unlock()
 		return nil
 	}
-	m, err := st.ys.Write(st.hdr)
-	st.hdr = st.hdr[m:]
-	if len(st.hdr) == 0 {
-		st.hdr = nil
+	if st.localReset.Load() || st.remoteReset.Load() || st.sess.ys.IsClosed() {
+		fc.unlock()
+		return st.writeErr()
+	}
+	// A header is at most 131 bytes and goes before any payload, on the
+	// stream's fresh 256 KiB window: it needs no turn.
+	st.sess.sched.debit(st.fl, len(st.hdr))
+	err := fc.writeDataLocked(st.id, st.hdr, nil, st.sess.sched.chunk)
+	if err == nil {
 		st.hdrDone.Store(true)
-		return nil
 	}
-	return st.mapErr(err)
+	fc.unlock()
+	if err != nil {
+		return st.sess.linkFailed(err)
+	}
+	return nil
+}
+
+// writeErr returns why the stream cannot be written to, or nil.
+func (st *Stream) writeErr() error {
+	switch {
+	case st.localReset.Load() || st.remoteReset.Load():
+		return st.resetErr()
+	case st.closed.Load():
+		return yamux.ErrStreamClosed
+	case st.sess.ys.IsClosed():
+		return st.sess.closedErr()
+	}
+	return nil
+}
+
+// waitErr maps the scheduler's reasons for giving up a wait.
+func (st *Stream) waitErr(err error, ctx context.Context) error {
+	switch {
+	case err == errSchedClosed:
+		return st.sess.closedErr()
+	case err == errStreamDone:
+		if e := st.writeErr(); e != nil {
+			return e
+		}
+		return yamux.ErrStreamClosed
+	case err == os.ErrDeadlineExceeded || errors.Is(err, ErrBackpressure):
+		return err
+	case ctx != nil && (err == context.Canceled || err == context.DeadlineExceeded):
+		return contextErr("mux: write", ctx)
+	}
+	return err
+}
+
+// contextErr is the error of an operation given up because ctx ended: it
+// wraps ctx.Err() and the cause, if any, and for a deadline also
+// os.ErrDeadlineExceeded.
+func contextErr(op string, ctx context.Context) error {
+	err := ctx.Err()
+	errs := []error{err}
+	msg := op + ": " + err.Error()
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		errs = append(errs, cause)
+		msg += ": " + cause.Error()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		errs = append(errs, os.ErrDeadlineExceeded)
+	}
+	return &multiError{msg, errs}
 }
 
 // Close half-closes the stream (see Stream) and frees its slot. On an
@@ -172,6 +344,10 @@ func (st *Stream) Close() error {
 	if st.closed.Swap(true) {
 		return nil
 	}
+	// A Write waiting for room, a turn or window returns ErrStreamClosed;
+	// one writing a chunk finishes it, and the FIN queued below follows it
+	// (sendChunk checks closed under the link's write lock).
+	st.sess.sched.kick(st)
 	if !st.hdrDone.Load() {
 		_ = st.sendHeader()
 	}
@@ -191,8 +367,9 @@ func (st *Stream) Reset() error {
 		return nil
 	}
 	st.closed.Store(true)
+	st.sess.sched.kick(st) // a Write waiting in the scheduler
 	st.refuse(ResetApplication)
-	// Wake a Read or Write blocked in yamux; they then see localReset.
+	// Wake a Read blocked in yamux; it then sees localReset.
 	_ = st.ys.SetDeadline(time.Unix(1, 0))
 	return nil
 }
@@ -215,10 +392,10 @@ func (st *Stream) refuse(code ResetCode) {
 
 // SetDeadline sets the read and write deadlines (see net.Conn).
 func (st *Stream) SetDeadline(t time.Time) error {
-	if st.localReset.Load() {
-		return nil
+	if err := st.SetWriteDeadline(t); err != nil {
+		return err
 	}
-	return st.ys.SetDeadline(t)
+	return st.SetReadDeadline(t)
 }
 
 // SetReadDeadline sets the deadline for pending and future Reads.
@@ -229,12 +406,27 @@ func (st *Stream) SetReadDeadline(t time.Time) error {
 	return st.ys.SetReadDeadline(t)
 }
 
-// SetWriteDeadline sets the deadline for pending and future Writes.
+// SetWriteDeadline sets the deadline for pending and future Writes: it
+// bounds their waits for queue room, turns and window (see Write).
 func (st *Stream) SetWriteDeadline(t time.Time) error {
-	if st.localReset.Load() {
-		return nil
+	var ns int64
+	if !t.IsZero() {
+		ns = t.UnixNano()
+		if ns == 0 {
+			ns = 1 // 0 means none
+		}
 	}
-	return st.ys.SetWriteDeadline(t)
+	st.wdl.Store(ns)
+	st.sess.sched.kick(st)
+	return nil
+}
+
+// writeDeadline returns the write deadline, zero if none.
+func (st *Stream) writeDeadline() time.Time {
+	if ns := st.wdl.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // noteFrame records a FIN or RST from the remote. Called under sess.mu.
