@@ -145,7 +145,7 @@ type Config struct {
 
 	// TargetBandwidth (bytes/s, 12.5 MB/s = 100 Mbit/s), MaxStreamWindow
 	// (16 MiB) and PeerMemoryBudget (64 MiB) size each link's stream
-	// window for long links: the bandwidth-delay product of the RTT the
+	// window for long links: twice the bandwidth-delay product of the RTT the
 	// handshake measured, clamped to [256 KiB, MaxStreamWindow]. One
 	// stream can then use TargetBandwidth across the link instead of 256
 	// KiB ÷ RTT (2.5 MiB/s at 100 ms). A window is also what a peer can
@@ -157,7 +157,7 @@ type Config struct {
 	MaxStreamWindow  uint32
 	PeerMemoryBudget int64
 
-	// NotSentLowat is TCP_NOTSENT_LOWAT on Linux TCP links (128 KiB): the
+	// NotSentLowat is TCP_NOTSENT_LOWAT on Linux TCP links (32 KiB): the
 	// kernel then holds at most that much unsent data, so the order the
 	// write scheduler chose is the order that reaches the wire instead of
 	// megabytes of bulk data queued in the kernel ahead of a vote.

@@ -15,7 +15,7 @@ func TestStreamWindow(t *testing.T) {
 	}{
 		{0, mbit100, 16 << 20, 256 << 10},                       // no RTT measured: the minimum
 		{time.Millisecond, mbit100, 16 << 20, 256 << 10},        // 12.5 KB BDP: the minimum
-		{100 * time.Millisecond, mbit100, 16 << 20, 1280 << 10}, // 1.25 MB rounded up to 64 KiB
+		{100 * time.Millisecond, mbit100, 16 << 20, 2496 << 10}, // 2 × 1.25 MB, rounded up to 64 KiB
 		{100 * time.Millisecond, 0, 16 << 20, 256 << 10},        // sizing off
 		{time.Second, 1 << 30, 16 << 20, 16 << 20},              // clamped to the maximum
 		{time.Second, 1 << 30, 1, 256 << 10},                    // a maximum under the minimum is the minimum
@@ -34,7 +34,7 @@ func TestStreamCap(t *testing.T) {
 		want   int
 	}{
 		{256, 256 << 10, 64 << 20, 256}, // the defaults fit exactly
-		{256, 1280 << 10, 64 << 20, 51}, // a long link: fewer streams
+		{256, 2496 << 10, 64 << 20, 26}, // a long link: fewer streams
 		{0, 1 << 20, 64 << 20, 64},      // unlimited streams still fit the budget
 		{256, 16 << 20, 1 << 20, 1},     // never below one
 		{256, 16 << 20, 0, 256},         // no budget

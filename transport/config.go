@@ -141,7 +141,7 @@ func (g GaterFuncs) InterceptSecured(dir Direction, id peer.ID, remote net.Addr)
 const (
 	DefaultHandshakeTimeout     = 10 * time.Second
 	DefaultMaxPendingHandshakes = 64
-	DefaultNotSentLowat         = 128 << 10 // see Config.NotSentLowat
+	DefaultNotSentLowat         = 32 << 10 // see Config.NotSentLowat
 )
 
 // MaxNetworkLen is the longest Config.Network.
@@ -181,7 +181,7 @@ type Config struct {
 	// NotSentLowat sets TCP_NOTSENT_LOWAT on every TCP link (Linux; a
 	// no-op elsewhere and on the memory transport): the kernel takes
 	// more bytes from a write only while fewer than this many are
-	// queued in it unsent. 0 means DefaultNotSentLowat (128 KiB);
+	// queued in it unsent. 0 means DefaultNotSentLowat (32 KiB);
 	// negative leaves the kernel's default (no limit). Setting it is
 	// best effort: an error is logged at debug level and the link
 	// proceeds.
@@ -192,10 +192,12 @@ type Config struct {
 	// never reaches the wire. On loopback with a reader taking 10 MB/s,
 	// the kernel held up to 4.1 MB unsent without the option (≈ 400 ms
 	// of data ahead of any urgent frame), 142 KB with 128 KiB, 36 KB
-	// with 16 or 32 KiB. Why not lower: what is queued unsent must
-	// cover the time the writer takes to wake and refill it, or the
-	// link idles; 128 KiB is about 1 ms at 1 Gbit/s (16 KiB would be
-	// 130 µs, less than a busy scheduler or a GC pause may take).
+	// with 16 or 32 KiB. The value trades head-of-line delay on slow
+	// links against idling fast ones: whatever sits unsent is ahead of
+	// the next urgent frame (32 KiB: 2.6 ms at 100 Mbit/s, 0.26 ms at
+	// 1 Gbit/s; 128 KiB would be 10 ms at 100 Mbit/s), and it must cover
+	// the time the writer takes to wake and refill it, or the link idles
+	// (32 KiB covers 260 µs at 1 Gbit/s; raise it for faster links).
 	//
 	// Throughput is not measurably affected on loopback (one TCP+TLS
 	// link, 64 KiB writes, BenchmarkTLSWriteLowat, 2 cores, medians of
