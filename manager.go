@@ -258,16 +258,26 @@ func (m *ConnectionManager) AddrInfo() peer.AddrInfo {
 
 // AddPeer records a peer's addresses in the address book without dialing.
 func (m *ConnectionManager) AddPeer(info peer.AddrInfo) error {
+	e, err := m.addToBook(info)
+	if err != nil {
+		return err
+	}
+	e.mu.Unlock()
+	return nil
+}
+
+// addToBook checks info, merges its addresses into the peer's entry, and
+// returns the entry with its mutex held.
+func (m *ConnectionManager) addToBook(info peer.AddrInfo) (*entry, error) {
 	if m.closed.Load() {
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	if err := m.checkPeer(info); err != nil {
-		return err
+		return nil, err
 	}
 	e := m.lockEntry(info.ID)
 	e.addAddrs(info.Addrs)
-	e.mu.Unlock()
-	return nil
+	return e, nil
 }
 
 func (m *ConnectionManager) checkPeer(info peer.AddrInfo) error {
@@ -339,15 +349,11 @@ func (m *ConnectionManager) spawn(f func()) bool {
 // the book's are used. Concurrent calls for one peer share one dial; ctx
 // bounds only this caller's wait.
 func (m *ConnectionManager) Connect(ctx context.Context, info peer.AddrInfo) error {
-	if m.closed.Load() {
-		return ErrClosed
-	}
-	if err := m.checkPeer(info); err != nil {
+	e, err := m.addToBook(info)
+	if err != nil {
 		return err
 	}
-	e := m.lockEntry(info.ID)
-	e.addAddrs(info.Addrs)
-	_, err := m.connectLocked(ctx, e)
+	_, err = m.connectLocked(ctx, e)
 	return err
 }
 

@@ -106,14 +106,10 @@ func (m *ConnectionManager) RetryConnect(ctx context.Context, id peer.ID) error 
 // Config.Backoff whenever its link drops for any reason but a local
 // Disconnect.
 func (m *ConnectionManager) AddPersistentPeer(info peer.AddrInfo) error {
-	if m.closed.Load() {
-		return ErrClosed
-	}
-	if err := m.checkPeer(info); err != nil {
+	e, err := m.addToBook(info)
+	if err != nil {
 		return err
 	}
-	e := m.lockEntry(info.ID)
-	e.addAddrs(info.Addrs)
 	if len(e.addrs) == 0 {
 		m.forget(e)
 		e.mu.Unlock()
