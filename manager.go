@@ -537,6 +537,11 @@ func (m *ConnectionManager) register(e *entry, conn transport.Conn) (*link, erro
 	dir := conn.Direction()
 	log := m.log.With().Str("peer", e.id.ShortString()).Str("addr", conn.RemoteAddr().String()).Stringer("direction", dir).Logger()
 	e.mu.Lock()
+	if dir == transport.Inbound {
+		// This is the admitted link arriving, whatever becomes of it:
+		// nobody is to wait for it any longer.
+		e.admitted = time.Time{}
+	}
 	if m.closed.Load() {
 		e.mu.Unlock()
 		_ = conn.Close()
@@ -576,9 +581,6 @@ func (m *ConnectionManager) register(e *entry, conn transport.Conn) (*link, erro
 	now := time.Now()
 	l := &link{peer: e.id, conn: conn, sess: sess, health: m.cfg.Health.NewState(now), openedAt: now}
 	e.link = l
-	if dir == transport.Inbound {
-		e.admitted = time.Time{}
-	}
 	if e.linkWait != nil {
 		close(e.linkWait)
 		e.linkWait = nil
@@ -690,6 +692,9 @@ func (m *ConnectionManager) acceptLoop(ln transport.Listener) {
 		e.mu.Unlock()
 		if _, err := m.register(e, conn); err != nil {
 			m.log.Debug().Err(err).Str("peer", conn.RemotePeer().ShortString()).Msg("inbound link not registered")
+			e.mu.Lock()
+			m.forget(e)
+			e.mu.Unlock()
 		}
 	}
 }

@@ -638,6 +638,19 @@ func TestConnectErrors(t *testing.T) {
 	}
 }
 
+// The dialer's Connect returns once the acceptor has admitted the link,
+// a moment before the acceptor has registered it: a stream the acceptor
+// opens back at once must wait for that link, not fail for want of the
+// dialer's address.
+func TestAcceptorOpensStreamBackAtOnce(t *testing.T) {
+	for range 20 {
+		a, b := newManager(t), newManager(t)
+		withEcho(a, t)
+		connect(t, a, b)
+		roundTrip(t, b, a.ID(), []byte("right back"))
+	}
+}
+
 func TestOpenStreamConnectsOnDemand(t *testing.T) {
 	a, b := newManager(t), newManager(t)
 	withEcho(b, t)
