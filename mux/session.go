@@ -689,6 +689,20 @@ func (s *Session) finish(cause error) {
 			s.streamErr = &multiError{"mux: session closed: " + why, []error{ErrSessionClosed}}
 		}
 	}
+	// Streams the application never closed give their slots back now: a
+	// GlobalSlots pool outlives the session, and would otherwise lose one
+	// slot for each of them whenever a link dies.
+	s.mu.Lock()
+	open := make([]*Stream, 0, len(s.streams))
+	for _, st := range s.streams {
+		if !st.released {
+			open = append(open, st)
+		}
+	}
+	s.mu.Unlock()
+	for _, st := range open {
+		s.release(st)
+	}
 	s.log.Debug().Err(s.err).Msg("session ended")
 	close(s.done)
 }

@@ -348,3 +348,33 @@ func TestStreamsByPriorityInbound(t *testing.T) {
 	}
 	close(hold)
 }
+
+// A session that ends while the application still holds streams gives
+// their slots back to a shared pool: the pool outlives the session.
+func TestSessionEndReturnsGlobalSlots(t *testing.T) {
+	pool := NewSlotPool(8, 0)
+	ccfg, scfg := testConfig(), testConfig()
+	ccfg.GlobalSlots = pool
+	scfg.GlobalSlots = pool // both ends count against it, as one node would
+	hold := make(chan struct{})
+	defer close(hold)
+	cc, sc := net.Pipe()
+	p := newPair(t, cc, sc, ccfg, scfg, nil, routeOf(map[string]Handler{
+		"/hold": func(s *Stream) { <-hold },
+	}))
+	for range 3 {
+		st, err := p.client.OpenStream(context.Background(), "/hold", PriorityNormal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Write([]byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		// Never closed by the application.
+	}
+	waitFor(t, 10*time.Second, "both ends hold their streams' slots", func() bool { return pool.InUse() == 6 })
+	cc.Close() // the link dies
+	<-p.client.Done()
+	<-p.server.Done()
+	waitFor(t, 10*time.Second, "every slot back in the pool", func() bool { return pool.InUse() == 0 })
+}
