@@ -179,16 +179,19 @@ func (s *Session) Err() error {
 	}
 }
 
-// NumStreams returns the number of open streams, both directions.
+// NumStreams returns the number of streams holding a slot, both
+// directions (see StreamCounts).
 func (s *Session) NumStreams() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.inbound + s.outbound
 }
 
-// StreamCounts returns the number of open inbound and outbound streams.
-// A stream counts from OpenStream or accept until its Close or Reset, or
-// until its handler returns.
+// StreamCounts returns the number of inbound and outbound streams holding
+// a slot. An inbound stream counts from accept until its handler returns
+// (or its Reset). An outbound stream counts from OpenStream until its
+// Reset, or after its Close until the remote's FIN or RST shows the
+// remote has let go of it too (at most StreamCloseTimeout).
 func (s *Session) StreamCounts() (inbound, outbound int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -197,7 +200,8 @@ func (s *Session) StreamCounts() (inbound, outbound int) {
 
 // StreamsByPriority returns the number of open streams by priority
 // (index: Priority), both directions, at their current priorities. An
-// inbound stream counts once its header has been read.
+// inbound stream counts once its header has been read; a stream stops
+// counting at its Close, even while its slot waits for the remote.
 func (s *Session) StreamsByPriority() [NumPriorities]int {
 	var n [NumPriorities]int
 	s.mu.Lock()
@@ -449,6 +453,24 @@ func (s *Session) slotWaitErr(ctx context.Context, err error, where string) erro
 }
 
 // giveSlots gives back the slots takeSlots took.
+// freeSlotLocked gives back the slot a released stream holds, if it still
+// holds one. s.mu must be held.
+func (s *Session) freeSlotLocked(st *Stream) {
+	if st.freed {
+		return
+	}
+	st.freed, st.slotHeld = true, false
+	if st.slotTimer != nil {
+		st.slotTimer.Stop()
+	}
+	s.giveSlots()
+	if st.inbound {
+		s.inbound--
+	} else {
+		s.outbound--
+	}
+}
+
 func (s *Session) giveSlots() {
 	s.slots.Release()
 	if g := s.cfg.GlobalSlots; g != nil {
@@ -697,11 +719,13 @@ func (s *Session) finish(cause error) {
 	for _, st := range s.streams {
 		if !st.released {
 			open = append(open, st)
+		} else {
+			s.freeSlotLocked(st)
 		}
 	}
 	s.mu.Unlock()
 	for _, st := range open {
-		s.release(st)
+		s.release(st) // teardown is set: frees at once
 	}
 	s.log.Debug().Err(s.err).Msg("session ended")
 	close(s.done)
@@ -738,6 +762,7 @@ func (s *Session) onFrame(id uint32, flags uint16, code uint32) {
 			s.sched.kick(st) // a Write waiting for window will get none
 		}
 		if st.released {
+			s.freeSlotLocked(st) // the remote has freed its own
 			delete(s.streams, id)
 			s.lingering--
 		}
@@ -812,11 +837,19 @@ func (s *Session) registerLocked(st *Stream) {
 
 const minSweep = 64
 
-// release gives back st's stream slot, once. The stream stays in the map
-// until the remote's FIN or RST is seen (so that a Read after a local
+// release ends st's use of its stream slot, once. The stream stays in the
+// map until the remote's FIN or RST is seen (so that a Read after a local
 // Close can still tell a clean end from a dead session), or, failing
 // that, until StreamCloseTimeout after the release, when yamux has
 // dropped it too.
+//
+// The slot itself goes back at once, except for an outbound stream
+// closed while the remote still has it open: that one is kept until the
+// remote's FIN or RST. The remote counts the stream until its handler
+// returns, and frees the slot before it sends its FIN; freeing ours only
+// then keeps the two ends' counts alike, so that an opener waiting for a
+// slot is not handed one the remote would refuse (reset with
+// ErrStreamLimit). A Reset frees at once: no FIN follows a reset.
 func (s *Session) release(st *Stream) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -824,14 +857,20 @@ func (s *Session) release(st *Stream) {
 		return
 	}
 	st.released = true
-	s.giveSlots()
 	s.sched.forget(st.fl)
-	if st.inbound {
-		s.inbound--
+	remoteDone := st.finSeen.Load() || st.remoteReset.Load() || st.localReset.Load()
+	if st.inbound || remoteDone || s.teardown.Load() {
+		s.freeSlotLocked(st)
 	} else {
-		s.outbound--
+		st.slotHeld = true
+		st.slotTimer = time.AfterFunc(s.cfg.StreamCloseTimeout, func() {
+			// yamux gives up on the remote's FIN now, and so do we.
+			s.mu.Lock()
+			s.freeSlotLocked(st)
+			s.mu.Unlock()
+		})
 	}
-	if st.finSeen.Load() || st.remoteReset.Load() || st.localReset.Load() {
+	if remoteDone {
 		if s.streams[st.id] == st {
 			delete(s.streams, st.id)
 		}
@@ -843,6 +882,7 @@ func (s *Session) release(st *Stream) {
 	if s.lingering > s.sweepAt {
 		for id, o := range s.streams {
 			if o.released && now.Sub(o.releasedAt) > s.cfg.StreamCloseTimeout {
+				s.freeSlotLocked(o)
 				delete(s.streams, id)
 				s.lingering--
 			}

@@ -349,7 +349,7 @@ func TestOpenStreamLimitLocal(t *testing.T) {
 		t.Fatalf("third open: %v, want ErrStreamLimit", err)
 	}
 	a.Close()
-	a.Close()
+	closeAndDrain(t, a) // Close again (idempotent); the remote's FIN frees a's slot
 	b.Reset()
 	b.Close()
 	if n := p.client.NumStreams(); n != 0 {

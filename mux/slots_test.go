@@ -139,11 +139,11 @@ func TestReservedStreams(t *testing.T) {
 	if got := p.client.StreamsByPriority(); got != [NumPriorities]int{5, 4, 0, 1} {
 		t.Errorf("StreamsByPriority %v", got)
 	}
-	low[0].Close()
+	closeAndDrain(t, low[0])
 	if _, err := p.client.OpenStream(ctx, "echo", PriorityLow); !errors.Is(err, ErrStreamLimit) {
 		t.Errorf("low stream with 9 open: %v (the critical one holds the 9th)", err)
 	}
-	crit.Close()
+	closeAndDrain(t, crit)
 	s, err := p.client.OpenStream(ctx, "echo", PriorityLow)
 	if err != nil {
 		t.Errorf("low stream with 8 open: %v", err)
@@ -281,7 +281,7 @@ func TestGlobalSlots(t *testing.T) {
 		t.Errorf("global in use %d after a slot changed hands", global.InUse())
 	}
 	for _, s := range open {
-		s.Close()
+		closeAndDrain(t, s)
 	}
 	if global.InUse() != 0 {
 		t.Errorf("global in use %d after every stream closed", global.InUse())
@@ -377,4 +377,55 @@ func TestSessionEndReturnsGlobalSlots(t *testing.T) {
 	<-p.client.Done()
 	<-p.server.Done()
 	waitFor(t, 10*time.Second, "every slot back in the pool", func() bool { return pool.InUse() == 0 })
+}
+
+// closeAndDrain closes s and reads it to the remote's EOF: the remote has
+// then freed its slot, and so this end has freed s's.
+func closeAndDrain(t *testing.T, s *Stream) {
+	t.Helper()
+	s.Close()
+	if _, err := io.Copy(io.Discard, s); err != nil {
+		t.Fatalf("drain after Close: %v", err)
+	}
+}
+
+// An opener's slot comes back when the remote has freed its own (its
+// FIN), not at the opener's Close: with equal limits on both ends, a
+// stream opened into a freed slot is never refused by the remote.
+func TestOpenerSlotFollowsRemote(t *testing.T) {
+	release := make(chan struct{})
+	cfg := testConfig()
+	cfg.MaxStreams, cfg.ReservedStreams, cfg.FailFastStreams = 1, -1, true
+	cc, sc := net.Pipe()
+	p := newPair(t, cc, sc, cfg, cfg, nil, routeOf(map[string]Handler{
+		"/slow": func(s *Stream) {
+			_, _ = io.Copy(io.Discard, s)
+			<-release // the handler outlives the opener's Close
+		},
+		"echo": func(s *Stream) { _, _ = io.Copy(s, s) },
+	}))
+	first, err := p.client.OpenStream(context.Background(), "/slow", PriorityNormal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+	// The remote still runs the handler: the slot is still taken here.
+	if _, err := p.client.OpenStream(context.Background(), "echo", PriorityNormal); !errors.Is(err, ErrStreamLimit) {
+		t.Fatalf("open while the remote still holds the stream: %v, want ErrStreamLimit (locally)", err)
+	}
+	close(release)
+	if _, err := io.Copy(io.Discard, first); err != nil { // the remote's FIN
+		t.Fatal(err)
+	}
+	s, err := p.client.OpenStream(context.Background(), "echo", PriorityNormal)
+	if err != nil {
+		t.Fatalf("open after the remote freed the slot: %v", err)
+	}
+	defer s.Close()
+	if _, err := s.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(s, make([]byte, 1)); err != nil {
+		t.Fatalf("the remote refused a stream this end thought it had room for: %v", err)
+	}
 }

@@ -64,6 +64,12 @@ type Stream struct {
 	released   bool
 	releasedAt time.Time
 	prioKnown  bool // outbound, or inbound with its header read
+	// slotHeld: an outbound stream closed here keeps its slot until the
+	// remote's FIN or RST says the remote has freed its own (see
+	// Session.release); slotTimer gives it back if neither comes.
+	slotHeld  bool
+	slotTimer *time.Timer
+	freed     bool // the slot has gone back
 }
 
 func newStream(s *Session, ys *yamux.Stream, inbound bool, prio Priority) *Stream {
