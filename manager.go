@@ -49,6 +49,7 @@ type ConnectionManager struct {
 
 	conns   atomic.Int64 // open links, both directions
 	inbound atomic.Int64 // open links the remote dialed
+	pending *pendingAdmissions
 }
 
 // entry is one peer's slot in the table. Its mutex guards every field but
@@ -154,6 +155,7 @@ func New(cfg Config) (*ConnectionManager, error) {
 		id:    cfg.Identity.ID(),
 		peers: peer.NewTable[*entry](0),
 	}
+	m.pending = newPendingAdmissions(cfg.HandshakeTimeout)
 	m.log = cfg.Logger.With().Str("component", "peerlink").Str("self", m.id.ShortString()).Logger()
 	m.muxCfg = cfg.muxConfig(m.log)
 	if cfg.MaxStreams > 0 {
@@ -541,6 +543,8 @@ func (m *ConnectionManager) register(e *entry, conn transport.Conn) (*link, erro
 		// This is the admitted link arriving, whatever becomes of it:
 		// nobody is to wait for it any longer.
 		e.admitted = time.Time{}
+		// Counted as pending until it holds its slot (or never will).
+		defer m.pending.done(e.id)
 	}
 	if m.closed.Load() {
 		e.mu.Unlock()
@@ -1002,18 +1006,22 @@ func (a *admission) InterceptSecured(dir transport.Direction, id peer.ID, remote
 	case e.dial != nil && weWin:
 		return transport.Refuse(transport.RefusalDuplicate, errSimultaneousDial)
 	}
+	now := time.Now()
 	if !replacing {
-		var err error
-		if max := m.cfg.MaxConnections; max > 0 && m.conns.Load() >= int64(max) {
-			err = transport.Refuse(transport.RefusalLimit, ErrConnectionLimit)
-		} else if max := m.cfg.MaxInboundConnections; max > 0 && m.inbound.Load() >= int64(max) {
-			err = transport.Refuse(transport.RefusalLimit, ErrInboundLimit)
-		}
+		err := m.pending.admit(id, now, func(pending int64) error {
+			if max := m.cfg.MaxConnections; max > 0 && m.conns.Load()+pending >= int64(max) {
+				return transport.Refuse(transport.RefusalLimit, ErrConnectionLimit)
+			}
+			if max := m.cfg.MaxInboundConnections; max > 0 && m.inbound.Load()+pending >= int64(max) {
+				return transport.Refuse(transport.RefusalLimit, ErrInboundLimit)
+			}
+			return nil
+		})
 		if err != nil {
 			m.forget(e)
 			return err
 		}
 	}
-	e.admitted = time.Now()
+	e.admitted = now
 	return nil
 }
