@@ -122,16 +122,7 @@ func rawPair(b *testing.B, base peerlink.TransportFunc, l faultnet.Link, addr fu
 		b.Fatal(err)
 	}
 	cz := <-accepted
-	ycfg := yamux.DefaultConfig()
-	ycfg.LogOutput = io.Discard
-	client, err := yamux.Client(ca, ycfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	server, err := yamux.Server(cz, ycfg)
-	if err != nil {
-		b.Fatal(err)
-	}
+	client, server := yamuxPair(b, ca, cz)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

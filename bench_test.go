@@ -112,17 +112,8 @@ func rawYamuxStream(b *testing.B) *yamux.Stream {
 	if cb == nil {
 		b.Fatal("accept failed")
 	}
-	ycfg := yamux.DefaultConfig()
-	ycfg.LogOutput = io.Discard
 	// The handshakes run when the sessions first read and write.
-	client, err := yamux.Client(ca, ycfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	server, err := yamux.Server(cb, ycfg)
-	if err != nil {
-		b.Fatal(err)
-	}
+	client, server := yamuxPair(b, ca, cb)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -202,4 +193,22 @@ func BenchmarkKnownPeerMemory(b *testing.B) {
 		runtime.KeepAlive(addrs)
 		m.Close()
 	}
+}
+
+// yamuxPair starts raw yamux sessions, client over ca and server over cb,
+// with yamux's defaults and its logs discarded.
+func yamuxPair(b *testing.B, ca, cb net.Conn) (client, server *yamux.Session) {
+	b.Helper()
+	ycfg := yamux.DefaultConfig()
+	ycfg.LogOutput = io.Discard
+	client, err := yamux.Client(ca, ycfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	server, err = yamux.Server(cb, ycfg)
+	if err != nil {
+		client.Close()
+		b.Fatal(err)
+	}
+	return client, server
 }
