@@ -153,7 +153,7 @@ func (st *Stream) Read(b []byte) (int, error) {
 // *ResetError; after Close, yamux's ErrStreamClosed; once the session has
 // ended, an error wrapping ErrSessionClosed.
 func (st *Stream) Write(b []byte) (int, error) {
-	return st.write(nil, b)
+	return st.write(context.Background(), b) // its Done is nil: no extra wait
 }
 
 // WriteContext is Write with its waits bounded by ctx as well as by the
