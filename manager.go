@@ -160,15 +160,10 @@ func New(cfg Config) (*ConnectionManager, error) {
 	m.muxCfg = cfg.muxConfig(m.log)
 	if cfg.MaxStreams > 0 {
 		reserved := cfg.ReservedStreams
-		switch {
-		case reserved == 0: // 10%, like the per-peer default
-			reserved = (cfg.MaxStreams + 9) / 10
-		case reserved < 0:
-			reserved = 0
-		case cfg.MaxStreamsPerPeer > 0: // the same fraction as per peer
+		if reserved > 0 && cfg.MaxStreamsPerPeer > 0 { // the same fraction as per peer
 			reserved = (cfg.MaxStreams*reserved + cfg.MaxStreamsPerPeer - 1) / cfg.MaxStreamsPerPeer
 		}
-		m.muxCfg.GlobalSlots = mux.NewSlotPool(cfg.MaxStreams, reserved)
+		m.muxCfg.GlobalSlots = mux.NewSlotPool(cfg.MaxStreams, mux.ReservedSlots(cfg.MaxStreams, reserved))
 	}
 	if err := m.newBreakers(); err != nil {
 		return nil, err

@@ -162,3 +162,18 @@ func (e *events) numResults() int {
 	defer e.mu.Unlock()
 	return len(e.results)
 }
+
+// run starts m.Run in a goroutine; stop cancels it and returns once Run
+// has returned.
+func run(m *health.Monitor) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}

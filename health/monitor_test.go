@@ -161,16 +161,10 @@ func TestSilentDeclaredDead(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			m.Run(ctx)
-		}()
+		stop := run(m)
 
 		time.Sleep(10 * time.Minute)
-		cancel()
-		<-done
+		stop()
 
 		d := ev.deaths()
 		if len(d) != 1 || d[0].peer != mute.id {
@@ -246,16 +240,10 @@ func TestDetectionWithinBound(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					ctx, cancel := context.WithCancel(context.Background())
-					done := make(chan struct{})
-					go func() {
-						defer close(done)
-						m.Run(ctx)
-					}()
+					stop := run(m)
 					bound := cfg.DetectionBound()
 					time.Sleep(lastByte + bound + time.Nanosecond)
-					cancel()
-					<-done
+					stop()
 					var got time.Duration = -1
 					for _, d := range ev.deaths() {
 						if d.peer == mute.id {
@@ -289,20 +277,14 @@ func TestRunStopsOnCancel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			m.Run(ctx)
-		}()
+		stop := run(m)
 		time.Sleep(2 * time.Second) // the first probe is in flight (Timeout 5s)
 		synctest.Wait()
 		if mute.calls.Load() != 1 {
 			t.Fatalf("%d probes after 2s, want 1", mute.calls.Load())
 		}
 		stopAt := time.Now()
-		cancel()
-		<-done
+		stop()
 		if took := time.Since(stopAt); took != 0 {
 			t.Errorf("Run returned %v after cancel, want at once", took)
 		}
@@ -311,17 +293,11 @@ func TestRunStopsOnCancel(t *testing.T) {
 		}
 
 		// Cancelled between sweeps: also at once.
-		ctx, cancel = context.WithCancel(context.Background())
-		done = make(chan struct{})
 		m2, _ := health.NewMonitor(health.MonitorConfig{Targets: seq(nil)})
-		go func() {
-			defer close(done)
-			m2.Run(ctx)
-		}()
+		stop = run(m2)
 		time.Sleep(3 * time.Second)
 		stopAt = time.Now()
-		cancel()
-		<-done
+		stop()
 		if took := time.Since(stopAt); took != 0 {
 			t.Errorf("idle Run returned %v after cancel, want at once", took)
 		}

@@ -99,16 +99,7 @@ func TestMonitorOverMux(t *testing.T) {
 		t.Fatal(err)
 	}
 	mc.mute.Store(true)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		m.Run(ctx)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	defer run(m)()
 
 	select {
 	case r := <-dead:

@@ -12,7 +12,7 @@ import (
 	"net"
 	"runtime"
 	"slices"
-	"sync/atomic"
+
 	"testing"
 	"time"
 
@@ -352,26 +352,7 @@ func BenchmarkSchedulerThroughput(b *testing.B) {
 func BenchmarkChunkAllocs(b *testing.B) {
 	for _, l := range links {
 		b.Run(l.name, func(b *testing.B) {
-			cc, sc := l.pair(b)
-			var got atomic.Int64
-			done := make(chan struct{})
-			go func() {
-				fakeRemote(sc, &got, true)
-				close(done)
-			}()
-			s, err := NewSession(cc, testPeer(b, 1), testPeer(b, 2), true, benchConfig(), nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer func() {
-				s.Close()
-				sc.Close()
-				<-done
-			}()
-			st, err := s.OpenStream(context.Background(), "x", PriorityNormal)
-			if err != nil {
-				b.Fatal(err)
-			}
+			s, st := fakeRemoteStream(b, l.pair, benchConfig())
 			buf := make([]byte, 64<<10)
 			for range 64 { // past the first frames and the pools' warm-up
 				st.Write(buf)

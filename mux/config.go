@@ -206,6 +206,20 @@ func (c Config) Validate() error {
 	return err
 }
 
+// ReservedSlots returns how many of a limit of max slots a
+// Config.ReservedStreams value of reserved keeps for high and critical
+// streams: 0 means 10% of max, rounded up; -1 none; another value is the
+// count itself.
+func ReservedSlots(max, reserved int) int {
+	switch reserved {
+	case 0:
+		return (max + 9) / 10
+	case -1:
+		return 0
+	}
+	return reserved
+}
+
 // normalize validates c, naming the bad field, and fills in defaults.
 func (c Config) normalize() (Config, error) {
 	bad := func(field string, v any, want string) (Config, error) {
@@ -246,12 +260,7 @@ func (c Config) normalize() (Config, error) {
 	} else {
 		c.PriorityWeights = defaultPriorityWeights
 	}
-	switch c.ReservedStreams {
-	case 0:
-		c.ReservedStreams = (c.MaxStreams + 9) / 10
-	case -1:
-		c.ReservedStreams = 0
-	}
+	c.ReservedStreams = ReservedSlots(c.MaxStreams, c.ReservedStreams)
 	if c.ChunkSize == 0 {
 		c.ChunkSize = DefaultChunkSize
 	}

@@ -1,7 +1,6 @@
 package mux
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -777,26 +776,7 @@ func TestBackpressureOrder(t *testing.T) {
 func TestChunkNoAllocs(t *testing.T) {
 	for _, l := range links {
 		t.Run(l.name, func(t *testing.T) {
-			cc, sc := l.pair(t)
-			var got atomic.Int64
-			done := make(chan struct{})
-			go func() {
-				fakeRemote(sc, &got, true)
-				close(done)
-			}()
-			s, err := NewSession(cc, testPeer(t, 1), testPeer(t, 2), true, testConfig(), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				s.Close()
-				sc.Close()
-				<-done
-			}()
-			st, err := s.OpenStream(context.Background(), "x", PriorityNormal)
-			if err != nil {
-				t.Fatal(err)
-			}
+			s, st := fakeRemoteStream(t, l.pair, testConfig())
 			buf := make([]byte, 4*fullChunk)
 			st.Write(buf)
 			served := s.QueueStats()[PriorityNormal].Served
@@ -817,31 +797,9 @@ func TestChunkNoAllocs(t *testing.T) {
 	}
 }
 
-func TestSchedConfigValidation(t *testing.T) {
-	cc, sc := net.Pipe()
-	defer cc.Close()
-	defer sc.Close()
-	for _, c := range []struct {
-		field string
-		mod   func(*Config)
-	}{
-		{"ChunkSize", func(c *Config) { c.ChunkSize = 100 }},
-		{"ChunkSize", func(c *Config) { c.ChunkSize = 1 << 30 }},
-		{"MaxInFlightChunks", func(c *Config) { c.MaxInFlightChunks = -1 }},
-		{"MaxInFlightChunks", func(c *Config) { c.MaxInFlightChunks = 1000 }},
-		{"PriorityWeights", func(c *Config) { c.PriorityWeights = [NumPriorities]uint32{1, 0, 4, 8} }},
-		{"MaxQueuedBytes", func(c *Config) { c.MaxQueuedBytes = -1 }},
-		{"MaxQueuedWrites", func(c *Config) { c.MaxQueuedWrites = -1 }},
-		{"ReservedStreams", func(c *Config) { c.ReservedStreams = -2 }},
-		{"ReservedStreams", func(c *Config) { c.MaxStreams, c.ReservedStreams = 4, 5 }},
-	} {
-		cfg := testConfig()
-		c.mod(&cfg)
-		_, err := NewSession(cc, testPeer(t, 1), testPeer(t, 2), true, cfg, nil)
-		if err == nil || !bytes.Contains([]byte(err.Error()), []byte("Config."+c.field)) {
-			t.Errorf("%s: %v", c.field, err)
-		}
-	}
+// TestReservedStreamsNormalized: the reserved share of MaxStreams a zero,
+// negative or explicit ReservedStreams stands for.
+func TestReservedStreamsNormalized(t *testing.T) {
 	for _, c := range []struct{ max, res, want int }{{0, 0, 0}, {2, 0, 1}, {10, 0, 1}, {11, 0, 2}, {256, 0, 26}, {10, -1, 0}, {10, 4, 4}} {
 		got, err := Config{MaxStreams: c.max, ReservedStreams: c.res}.normalize()
 		if err != nil || got.ReservedStreams != c.want {

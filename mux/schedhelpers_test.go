@@ -1,6 +1,7 @@
 package mux
 
 import (
+	"context"
 	"encoding/binary"
 	"io"
 	"net"
@@ -130,6 +131,37 @@ func (c *wireLog) len() int {
 
 // sinkHandler reads its stream to the end.
 func sinkHandler(s *Stream) { io.Copy(io.Discard, s) }
+
+// fakeRemoteStream opens a stream on a session (configured by cfg) over a
+// link from pair whose far end is fakeRemote, giving window back: so the
+// allocations counted while it runs are the sender's alone. Both end with
+// the test.
+func fakeRemoteStream(t testing.TB, pair func(testing.TB) (net.Conn, net.Conn), cfg Config) (*Session, *Stream) {
+	t.Helper()
+	cc, sc := pair(t)
+	var got atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		fakeRemote(sc, &got, true)
+		close(done)
+	}()
+	s, err := NewSession(cc, testPeer(t, 1), testPeer(t, 2), true, cfg, nil)
+	if err != nil {
+		sc.Close()
+		<-done
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.Close()
+		sc.Close()
+		<-done
+	})
+	st, err := s.OpenStream(context.Background(), "x", PriorityNormal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, st
+}
 
 // fakeRemote is the far end of a session's link speaking just enough
 // yamux for a client to send on its streams: it acknowledges each SYN,

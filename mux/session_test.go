@@ -844,6 +844,15 @@ func TestConfigValidation(t *testing.T) {
 		{"HeaderTimeout", func(c *Config) { c.HeaderTimeout = -1 }},
 		{"StreamWindow", func(c *Config) { c.StreamWindow = 1000 }},
 		{"AcceptBacklog", func(c *Config) { c.AcceptBacklog = -3 }},
+		{"ChunkSize", func(c *Config) { c.ChunkSize = 100 }},
+		{"ChunkSize", func(c *Config) { c.ChunkSize = 1 << 30 }},
+		{"MaxInFlightChunks", func(c *Config) { c.MaxInFlightChunks = -1 }},
+		{"MaxInFlightChunks", func(c *Config) { c.MaxInFlightChunks = 1000 }},
+		{"PriorityWeights", func(c *Config) { c.PriorityWeights = [NumPriorities]uint32{1, 0, 4, 8} }},
+		{"MaxQueuedBytes", func(c *Config) { c.MaxQueuedBytes = -1 }},
+		{"MaxQueuedWrites", func(c *Config) { c.MaxQueuedWrites = -1 }},
+		{"ReservedStreams", func(c *Config) { c.ReservedStreams = -2 }},
+		{"ReservedStreams", func(c *Config) { c.MaxStreams, c.ReservedStreams = 4, 5 }},
 	} {
 		cfg := testConfig()
 		c.mod(&cfg)

@@ -30,16 +30,7 @@ func (c *countingConn) count() int {
 }
 
 func TestTLSWriteGathersRecords(t *testing.T) {
-	a, b := newNode(t, tcpEnv{}, nil), newNode(t, tcpEnv{}, nil)
-	l := b.listen(t, tcpEnv{})
-	accepted := acceptAsync(t, l)
-	c, err := a.tr.Dial(dialCtx(t), l.Addr().String(), b.ID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	server := <-accepted
-	defer server.Close()
+	c, server := dialPair(t, tcpEnv{}, nil)
 
 	tc := c.(*tlsConn)
 	counter := &countingConn{Conn: tc.batch.Conn}

@@ -247,6 +247,27 @@ func acceptAsync(t *testing.T, l Listener) <-chan Conn {
 	return ch
 }
 
+// dialPair makes a link from a new node to a new node (both configured by
+// mod), through a listener of the second: it returns the dialed and the
+// accepted end, closed when the test ends.
+func dialPair(t *testing.T, e env, mod func(*Config)) (dialed, accepted Conn) {
+	t.Helper()
+	a, b := newNode(t, e, mod), newNode(t, e, mod)
+	l := a.listen(t, e)
+	acc := acceptAsync(t, l)
+	dc, err := b.tr.Dial(dialCtx(t), l.Addr().String(), a.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dc.Close() })
+	ac := <-acc
+	if ac == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { ac.Close() })
+	return dc, ac
+}
+
 // waitClosed reads c until the remote closes it; it fails if that takes
 // waitLimit, or if data arrives that is not allowed.
 func waitClosed(t *testing.T, c net.Conn) time.Duration {

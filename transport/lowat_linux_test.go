@@ -48,22 +48,7 @@ func TestNotSentLowat(t *testing.T) {
 		{"off", -1, kernelDefault},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := tcpEnv{}
-			set := func(c *Config) { c.NotSentLowat = tc.set }
-			a := newNode(t, e, set)
-			b := newNode(t, e, set)
-			l := a.listen(t, e)
-			accepted := acceptAsync(t, l)
-			dc, err := b.tr.Dial(dialCtx(t), l.Addr().String(), a.ID())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer dc.Close()
-			ac := <-accepted
-			if ac == nil {
-				t.Fatal("accept failed")
-			}
-			defer ac.Close()
+			dc, ac := dialPair(t, tcpEnv{}, func(c *Config) { c.NotSentLowat = tc.set })
 			for _, end := range []struct {
 				name string
 				c    Conn

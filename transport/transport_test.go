@@ -110,21 +110,7 @@ func echo(t *testing.T, from, to net.Conn, msg string) {
 // longer than HandshakeTimeout still works.
 func TestDeadlineCleared(t *testing.T) {
 	forEachEnv(t, func(t *testing.T, e env) {
-		short := func(c *Config) { c.HandshakeTimeout = 50 * time.Millisecond }
-		a := newNode(t, e, short)
-		b := newNode(t, e, short)
-		l := a.listen(t, e)
-		accepted := acceptAsync(t, l)
-		dc, err := b.tr.Dial(dialCtx(t), l.Addr().String(), a.ID())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer dc.Close()
-		ac := <-accepted
-		if ac == nil {
-			t.Fatal("accept failed")
-		}
-		defer ac.Close()
+		dc, ac := dialPair(t, e, func(c *Config) { c.HandshakeTimeout = 50 * time.Millisecond })
 		// Write only after three handshake timeouts have passed.
 		timer := time.AfterFunc(150*time.Millisecond, func() { dc.Write([]byte("late")) })
 		defer timer.Stop()
