@@ -857,6 +857,9 @@ type StreamStats struct {
 	ByPriority [mux.NumPriorities]int
 	Limit      int
 	Window     uint32
+	// SlotWaiters is how many OpenStream calls wait for a slot of the
+	// link's limit now.
+	SlotWaiters int
 	// Queues are the write scheduler's figures per priority: writes
 	// waiting, bytes queued, chunks served, time waited, refusals.
 	Queues [mux.NumPriorities]mux.QueueStats
@@ -875,6 +878,7 @@ func (m *ConnectionManager) StreamStats(id peer.ID) (StreamStats, error) {
 		ByPriority:       l.sess.StreamsByPriority(),
 		Limit:            cfg.MaxStreams,
 		Window:           cfg.StreamWindow,
+		SlotWaiters:      l.sess.SlotWaiters(),
 		Queues:           l.sess.QueueStats(),
 		QueueUtilization: l.sess.Utilization(),
 	}, nil

@@ -104,6 +104,20 @@ func waitUntil(t testing.TB, sub *peerlink.Subscription, what string, cond func(
 	}
 }
 
+// pollUntil is for conditions with no event to wait on (a queue's
+// length): it checks cond every millisecond until it holds, failing after
+// waitTimeout. It never sleeps a guessed time.
+func pollUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func connect(t testing.TB, from, to *peerlink.ConnectionManager) {
 	t.Helper()
 	if err := from.Connect(ctxT(t), to.AddrInfo()); err != nil {

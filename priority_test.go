@@ -140,12 +140,15 @@ func TestOpenStreamWaitsForSlotByPriority(t *testing.T) {
 			_, _ = io.Copy(io.Discard, s)
 		}()
 	}
-	// Proving a negative needs a window: a stream opened in it has
-	// jumped the limit. It also lets both callers join the wait queue.
+	// Both callers wait for the one slot: neither jumped the limit.
+	pollUntil(t, "both callers wait for a slot", func() bool {
+		st, err := a.StreamStats(b.ID())
+		return err == nil && st.SlotWaiters == 2
+	})
 	select {
 	case p := <-got:
 		t.Fatalf("%v stream opened past the limit", p)
-	case <-time.After(100 * time.Millisecond):
+	default:
 	}
 	first.Close()
 	if _, err := io.Copy(io.Discard, first); err != nil {

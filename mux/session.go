@@ -198,6 +198,10 @@ func (s *Session) StreamCounts() (inbound, outbound int) {
 	return s.inbound, s.outbound
 }
 
+// SlotWaiters returns how many OpenStream calls are waiting for one of
+// the session's stream slots.
+func (s *Session) SlotWaiters() int { return s.slots.Waiting() }
+
 // StreamsByPriority returns the number of open streams by priority
 // (index: Priority), both directions, at their current priorities. An
 // inbound stream counts once its header has been read; a stream stops

@@ -145,6 +145,17 @@ func (p *SlotPool) InUse() int {
 	return p.inUse
 }
 
+// Waiting returns how many Acquire calls are waiting for a slot.
+func (p *SlotPool) Waiting() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, q := range p.waiters {
+		n += len(q)
+	}
+	return n
+}
+
 // limit is how many slots may be in use for a holder of prio to take one.
 func (p *SlotPool) limit(prio Priority) int {
 	if prio >= PriorityHigh {
