@@ -1,10 +1,13 @@
 package peerlink
 
 import (
+	"errors"
+	"net"
 	"sync"
 	"time"
 
 	"github.com/peerlink/peerlink/peer"
+	"github.com/peerlink/peerlink/transport"
 )
 
 // pendingAdmissions are inbound links admitted by the gater whose dialer
@@ -48,4 +51,111 @@ func (p *pendingAdmissions) done(id peer.ID) {
 	p.mu.Lock()
 	delete(p.at, id)
 	p.mu.Unlock()
+}
+
+// admission is the gater the manager gives its transport: the user's gater
+// first, then the manager's own rules for inbound links.
+type admission struct {
+	m    *ConnectionManager
+	user transport.Gater
+}
+
+var errSimultaneousDial = errors.New("peerlink: simultaneous dial: keeping the link dialed by the smaller ID")
+
+func (a *admission) InterceptDial(id peer.ID, addr string) error {
+	if a.user != nil {
+		return a.user.InterceptDial(id, addr)
+	}
+	return nil
+}
+
+func (a *admission) InterceptAccept(remote net.Addr) error {
+	if err := a.m.usable(); err != nil {
+		return transport.Refuse(transport.RefusalClosing, err)
+	}
+	if a.user != nil {
+		return a.user.InterceptAccept(remote)
+	}
+	return nil
+}
+
+// InterceptSecured runs once a link's peer is authenticated. For our own
+// dials it marks the dial as having reached the peer, from when on it
+// counts in the tie-break; for inbound links it applies the tie-break and
+// the limits.
+func (a *admission) InterceptSecured(dir transport.Direction, id peer.ID, remote net.Addr) error {
+	if a.user != nil {
+		if err := a.user.InterceptSecured(dir, id, remote); err != nil {
+			return err
+		}
+	}
+	m := a.m
+	if dir != transport.Inbound {
+		if r, ok := m.peers.Get(id); ok {
+			r.mu.Lock()
+			if r.dial != nil {
+				r.dial.secured = true
+			}
+			r.mu.Unlock()
+		}
+		return nil
+	}
+	if err := m.usable(); err != nil {
+		return transport.Refuse(transport.RefusalClosing, err)
+	}
+	if id == m.id {
+		return transport.Refuse(transport.RefusalOther, ErrDialSelf)
+	}
+	r := m.lockRecord(id)
+	defer r.mu.Unlock()
+	weWin := m.id.Less(id)
+	replacing := false
+	switch l := m.currentLink(r); {
+	case l != nil:
+		if l.dir() == transport.Outbound && weWin {
+			return transport.Refuse(transport.RefusalDuplicate, errSimultaneousDial)
+		}
+		replacing = true
+	case r.dial != nil && r.dial.secured && weWin:
+		// Only a dial that has reached the peer counts: one still trying
+		// an unreachable address must not keep the peer's own link out.
+		return transport.Refuse(transport.RefusalDuplicate, errSimultaneousDial)
+	}
+	now := m.clock.Now()
+	if !replacing {
+		err := m.pending.admit(id, now, func(pending int64) error {
+			if max := m.cfg.MaxConnections; max > 0 && m.conns.Load()+pending >= int64(max) {
+				return transport.Refuse(transport.RefusalLimit, ErrConnectionLimit)
+			}
+			if max := m.cfg.MaxInboundConnections; max > 0 && m.inbound.Load()+pending >= int64(max) {
+				return transport.Refuse(transport.RefusalLimit, ErrInboundLimit)
+			}
+			return nil
+		})
+		if err != nil {
+			m.dropIfUnused(r)
+			return err
+		}
+	}
+	r.admitted = now
+	return nil
+}
+
+// dialer returns which peer dialed a link of direction d to r.
+func (m *ConnectionManager) dialer(r *record, d transport.Direction) peer.ID {
+	if d == transport.Outbound {
+		return m.id
+	}
+	return r.id
+}
+
+// keepNew decides between an open link and a new one to the same peer,
+// the same way on both ends: a peer that dials again has lost the old link
+// (new wins); otherwise the link dialed by the smaller ID wins.
+func (m *ConnectionManager) keepNew(r *record, old *link, newDir transport.Direction) bool {
+	oldDialer, newDialer := m.dialer(r, old.dir()), m.dialer(r, newDir)
+	if oldDialer == newDialer {
+		return true
+	}
+	return newDialer.Less(oldDialer)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/peerlink/peerlink"
+	"github.com/peerlink/peerlink/clock"
 	"github.com/peerlink/peerlink/mux"
 	"github.com/peerlink/peerlink/peer"
 )
@@ -164,7 +165,8 @@ func BenchmarkOpenStreamEcho(b *testing.B) {
 }
 
 // BenchmarkKnownPeerMemory reports the heap a known but unconnected peer
-// costs: an address-book entry with one address.
+// costs (its record, with one address in its book), and what is left of
+// it once the record is pruned.
 func BenchmarkKnownPeerMemory(b *testing.B) {
 	const peers = 100_000
 	addrs := make([]peer.AddrInfo, peers)
@@ -175,11 +177,13 @@ func BenchmarkKnownPeerMemory(b *testing.B) {
 	b.ReportAllocs()
 	for range b.N {
 		cfg := peerlink.DefaultConfig()
+		fake := clock.NewFake(time.Unix(1_000_000, 0))
+		cfg.Clock = fake
 		m, err := peerlink.New(cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
-		var before, after runtime.MemStats
+		var before, kept, pruned runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
 		for _, info := range addrs {
@@ -188,8 +192,17 @@ func BenchmarkKnownPeerMemory(b *testing.B) {
 			}
 		}
 		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/peers, "B/peer")
+		runtime.ReadMemStats(&kept)
+		// Past the addresses' TTL and the retention, every record goes.
+		fake.Advance(cfg.AddrTTL + cfg.RecordRetention)
+		m.PruneRecords() // the pruner, woken by Advance, may take some first
+		if n := m.KnownPeers(); n != 0 {
+			b.Fatalf("%d records left after pruning, want 0", n)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&pruned)
+		b.ReportMetric(float64(kept.HeapAlloc-before.HeapAlloc)/peers, "B/peer")
+		b.ReportMetric(float64(int64(pruned.HeapAlloc)-int64(before.HeapAlloc))/peers, "B/pruned-peer")
 		runtime.KeepAlive(addrs)
 		m.Close()
 	}

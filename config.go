@@ -2,11 +2,13 @@ package peerlink
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/peerlink/peerlink/breaker"
+	"github.com/peerlink/peerlink/clock"
 	"github.com/peerlink/peerlink/health"
 	"github.com/peerlink/peerlink/mux"
 	"github.com/peerlink/peerlink/peer"
@@ -29,6 +31,12 @@ const (
 	DefaultTargetBandwidth  = 12_500_000 // bytes/s: 100 Mbit/s
 	DefaultMaxStreamWindow  = 16 << 20
 	DefaultPeerMemoryBudget = 64 << 20
+
+	DefaultDialAddrDelay   = 250 * time.Millisecond
+	DefaultDialAddrTimeout = 10 * time.Second
+	DefaultAddrTTL         = time.Hour
+	DefaultRecordRetention = 10 * time.Minute
+	DefaultPruneInterval   = time.Minute
 
 	DefaultBackoffInitialInterval     = 1 * time.Second
 	DefaultBackoffMultiplier          = 2.0
@@ -93,6 +101,43 @@ type Config struct {
 	// DialTimeout bounds one Connect attempt over all of the peer's
 	// addresses. Zero means 15 s.
 	DialTimeout time.Duration
+
+	// DialAddrDelay is how long a dial waits for one address before it
+	// also tries the next (happy eyeballs, RFC 8305): 250 ms. An address
+	// that fails sooner hands over at once. The first link to complete
+	// wins; the other attempts are called off.
+	DialAddrDelay time.Duration
+
+	// DialAddrTimeout bounds the attempt on one address (10 s), within
+	// DialTimeout, so that a black-holed address cannot take the whole
+	// dial.
+	DialAddrTimeout time.Duration
+
+	// AddrTTL is how long an address given to AddPeer or Connect, or
+	// learnt from a successful dial, stays in the address book (1 h;
+	// refreshed by every successful dial). Persistent peers' addresses
+	// never expire.
+	AddrTTL time.Duration
+
+	// RecordRetention is how long the record of a peer (its addresses,
+	// RTT and error history, breaker) is kept after the peer was last
+	// active, when it has no link, no dial, no live address and is not
+	// persistent (10 min): long enough that a peer that reconnects finds
+	// its history, short enough that identities that come and go leave
+	// nothing behind. PruneInterval (1 min) is how often records are
+	// pruned.
+	RecordRetention time.Duration
+	PruneInterval   time.Duration
+
+	// Clock is the time source for the manager's timers and timestamps
+	// (reconnect waits, dial staggering, retention, event times); nil
+	// means the real clock. Rand is the source of every random choice it
+	// makes (reconnect jitter, backoff jitter); nil means a randomly
+	// seeded one. A simulation that supplies both, with a fixed seed,
+	// repeats itself. Socket deadlines, handshake timeouts and the
+	// circuit breakers' timers run on the real clock.
+	Clock clock.Clock
+	Rand  rand.Source
 
 	// MaxConnections caps open links, inbound and outbound together.
 	// 0 means unlimited. Default 400.
@@ -235,6 +280,11 @@ func DefaultConfig() Config {
 		HandshakeTimeout:      DefaultHandshakeTimeout,
 		MaxPendingHandshakes:  DefaultMaxPendingHandshakes,
 		DialTimeout:           DefaultDialTimeout,
+		DialAddrDelay:         DefaultDialAddrDelay,
+		DialAddrTimeout:       DefaultDialAddrTimeout,
+		AddrTTL:               DefaultAddrTTL,
+		RecordRetention:       DefaultRecordRetention,
+		PruneInterval:         DefaultPruneInterval,
 		MaxConnections:        DefaultMaxConnections,
 		MaxInboundConnections: DefaultMaxInboundConnections,
 		MaxStreamsPerPeer:     DefaultMaxStreamsPerPeer,
@@ -269,6 +319,11 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"HandshakeTimeout", cfg.HandshakeTimeout},
 		{"DialTimeout", cfg.DialTimeout},
 		{"StreamHeaderTimeout", cfg.StreamHeaderTimeout},
+		{"DialAddrDelay", cfg.DialAddrDelay},
+		{"DialAddrTimeout", cfg.DialAddrTimeout},
+		{"AddrTTL", cfg.AddrTTL},
+		{"RecordRetention", cfg.RecordRetention},
+		{"PruneInterval", cfg.PruneInterval},
 	}
 	for _, d := range durations {
 		if d.v < 0 {
@@ -356,6 +411,24 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.StreamHeaderTimeout == 0 {
 		cfg.StreamHeaderTimeout = DefaultStreamHeaderTimeout
+	}
+	if cfg.DialAddrDelay == 0 {
+		cfg.DialAddrDelay = DefaultDialAddrDelay
+	}
+	if cfg.DialAddrTimeout == 0 {
+		cfg.DialAddrTimeout = min(DefaultDialAddrTimeout, cfg.DialTimeout)
+	}
+	if cfg.AddrTTL == 0 {
+		cfg.AddrTTL = DefaultAddrTTL
+	}
+	if cfg.RecordRetention == 0 {
+		cfg.RecordRetention = DefaultRecordRetention
+	}
+	if cfg.PruneInterval == 0 {
+		cfg.PruneInterval = DefaultPruneInterval
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real()
 	}
 	if err := cfg.Health.Validate(); err != nil {
 		return cfg, fmt.Errorf("%w: Health: %w", ErrInvalidConfig, err)

@@ -2,6 +2,7 @@ package peerlink
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/peerlink/peerlink/mux"
 )
@@ -36,6 +37,19 @@ var (
 	// ErrInvalidPeer is returned for an AddrInfo that names no peer or has
 	// an empty address.
 	ErrInvalidPeer = errors.New("peerlink: invalid peer")
+
+	// ErrShuttingDown is returned by OpenStream, Connect and the other
+	// calls that would start something once Shutdown has begun.
+	ErrShuttingDown = errors.New("peerlink: connection manager shutting down")
+
+	// ErrNoLink is returned by OpenStream with a WithNoDial context when
+	// the peer has no open link. It wraps ErrNotConnected.
+	ErrNoLink = fmt.Errorf("%w (no open link, and dialing not allowed)", ErrNotConnected)
+
+	// ErrGoAway is returned by OpenStream when the peer has said that it
+	// is going away (its Shutdown): the link carries the streams in flight
+	// but no new ones. It is mux.ErrGoAway.
+	ErrGoAway = mux.ErrGoAway
 
 	// ErrStreamLimit is returned by OpenStream when the peer's link already
 	// carries Config.MaxStreamsPerPeer streams. It is mux.ErrStreamLimit,

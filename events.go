@@ -79,8 +79,12 @@ func (r DisconnectReason) String() string {
 
 // Event reports a change in a peer's link.
 type Event struct {
-	Type      EventType
-	Peer      peer.ID
+	Type EventType
+	Peer peer.ID
+	// Link names the link (EventConnected, EventDisconnected). Per peer,
+	// a link's EventDisconnected is published before the EventConnected
+	// of the link that follows it.
+	Link      LinkID
 	Direction transport.Direction
 	// Addr is the remote address of the link.
 	Addr string
@@ -96,7 +100,7 @@ func (e Event) String() string {
 	if e.Type == EventCircuit {
 		return fmt.Sprintf("circuit %s %s → %s", e.Peer.ShortString(), e.From, e.To)
 	}
-	s := fmt.Sprintf("%s %s %s %s", e.Type, e.Peer.ShortString(), e.Direction, e.Addr)
+	s := fmt.Sprintf("%s %s %s %s %s", e.Type, e.Peer.ShortString(), e.Link, e.Direction, e.Addr)
 	if e.Type == EventDisconnected {
 		s += ": " + e.Reason.String()
 		if e.Err != nil {

@@ -27,7 +27,11 @@ func (l *link) LastActivity() time.Time { return l.sess.LastRead() }
 func (m *ConnectionManager) startHealthMonitor() error {
 	mon, err := health.NewMonitor(health.MonitorConfig{
 		Config:  m.cfg.Health,
+		Now:     m.clock.Now,
 		Targets: m.healthTargets,
+		OnResult: func(t health.Target, r health.Result) {
+			m.noteHealth(t.(*link), r)
+		},
 		OnDead: func(t health.Target, r health.Result) {
 			m.closeUnhealthy(t.(*link), r.Err)
 		},
@@ -41,46 +45,48 @@ func (m *ConnectionManager) startHealthMonitor() error {
 
 // healthTargets yields every live link with its health record.
 func (m *ConnectionManager) healthTargets(yield func(health.Target, *health.State) bool) {
-	for _, e := range m.peers.Range {
-		e.mu.Lock()
-		l := e.link
-		e.mu.Unlock()
+	for _, r := range m.peers.Range {
+		r.mu.Lock()
+		l := r.link
+		r.mu.Unlock()
 		if l != nil && !l.dead() && !yield(l, l.health) {
 			return
 		}
 	}
 }
 
-// closeUnhealthy closes a link that failed its health checks, without
-// making the caller (a monitor worker) wait for the link's handlers.
+// closeUnhealthy starts closing a link that failed its health checks.
 func (m *ConnectionManager) closeUnhealthy(l *link, err error) {
 	if err == nil {
 		err = errors.New("health check failed")
 	}
 	m.log.Info().Str("peer", l.peer.ShortString()).Err(err).Msg("link unhealthy: closing it")
-	if !m.spawn(func() { l.closeWith(ReasonUnhealthy, err) }) {
-		l.closeWith(ReasonShutdown, nil)
+	m.closeLink(l, ReasonUnhealthy, err)
+}
+
+// noteHealth carries a check's result into the peer's record, whose
+// history outlives the link.
+func (m *ConnectionManager) noteHealth(l *link, res health.Result) {
+	if res.Skipped {
+		return
 	}
+	r := l.rec
+	r.mu.Lock()
+	if res.Healthy {
+		r.hist.ObserveRTT(res.RTT, res.Time)
+	} else {
+		r.hist.RecordError(res.Time)
+	}
+	r.mu.Unlock()
 }
 
 // observe records a check made outside the monitor, closing the link if it
 // was the last straw.
 func (m *ConnectionManager) observe(l *link, r health.Result) {
+	m.noteHealth(l, r)
 	if l.health.Observe(r) {
 		m.closeUnhealthy(l, r.Err)
 	}
-}
-
-func (m *ConnectionManager) liveLinks() []*link {
-	var links []*link
-	for _, e := range m.peers.Range {
-		e.mu.Lock()
-		if l := e.link; l != nil && !l.dead() {
-			links = append(links, l)
-		}
-		e.mu.Unlock()
-	}
-	return links
 }
 
 // HealthCheck checks every open link now (a ping each, at most
@@ -88,8 +94,8 @@ func (m *ConnectionManager) liveLinks() []*link {
 // returns the peers whose check failed. A link whose check failure is its
 // Health.FailureThreshold-th in a row is closed, as the monitor would.
 func (m *ConnectionManager) HealthCheck(ctx context.Context) ([]peer.ID, error) {
-	if m.closed.Load() {
-		return nil, ErrClosed
+	if err := m.usable(); err != nil {
+		return nil, err
 	}
 	links := m.liveLinks()
 	targets := make([]health.Target, len(links))
@@ -113,8 +119,8 @@ func (m *ConnectionManager) HealthCheck(ctx context.Context) ([]peer.ID, error) 
 // Health.Timeout and ctx. The result counts towards the link's run of
 // failures like the monitor's checks do.
 func (m *ConnectionManager) CheckConnectionHealth(ctx context.Context, id peer.ID) (health.Result, error) {
-	if m.closed.Load() {
-		return health.Result{}, ErrClosed
+	if err := m.usable(); err != nil {
+		return health.Result{}, err
 	}
 	l := m.openLink(id)
 	if l == nil {
@@ -142,28 +148,31 @@ func (m *ConnectionManager) AutoRecover(ctx context.Context) (int, error) {
 	for _, id := range unhealthy {
 		sick[id] = true
 	}
-	var todo []*entry
-	for id, e := range m.peers.Range {
-		e.mu.Lock()
-		l := e.link
-		if e.persistent && (l == nil || l.dead() || sick[id]) {
-			todo = append(todo, e)
+	var todo []peer.ID
+	for id, r := range m.peers.Range {
+		r.mu.Lock()
+		l := r.link
+		if r.persistent && (l == nil || l.dead() || sick[id]) {
+			todo = append(todo, id)
 		}
-		e.mu.Unlock()
-		if l != nil && sick[id] && e.persistent {
-			l.closeWith(ReasonUnhealthy, errors.New("auto-recover: health check failed"))
+		if l != nil && sick[id] && r.persistent {
+			m.detachLocked(r, l, ReasonUnhealthy, errors.New("auto-recover: health check failed"))
+		}
+		r.mu.Unlock()
+		if l != nil && sick[id] && r.persistent {
+			l.startClose()
 		}
 	}
 	var recovered atomic.Int64
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, max(1, m.cfg.Health.MaxInFlight))
-	for _, e := range todo {
+	for _, id := range todo {
 		wg.Add(1)
 		slots <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			if _, err := m.connectLocked(ctx, m.lockEntry(e.id)); err == nil {
+			if _, err := m.connectLocked(ctx, m.lockRecord(id), true); err == nil {
 				recovered.Add(1)
 			}
 		}()

@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/peerlink/peerlink/breaker"
+	"github.com/peerlink/peerlink/clock"
 	"github.com/peerlink/peerlink/peer"
+	"github.com/peerlink/peerlink/peerstore"
 	"github.com/peerlink/peerlink/transport"
 )
 
@@ -28,7 +29,8 @@ func excluded(err error) bool {
 	switch {
 	case errors.Is(err, ErrClosed), errors.Is(err, transport.ErrGated),
 		errors.Is(err, ErrConnectionLimit), errors.Is(err, ErrInboundLimit),
-		errors.Is(err, ErrNoAddresses), errors.Is(err, context.Canceled):
+		errors.Is(err, ErrNoAddresses), errors.Is(err, context.Canceled),
+		errors.Is(err, errDialSatisfied):
 		return true
 	case errors.As(err, &refused):
 		return refused.Code == transport.RefusalDuplicate
@@ -69,36 +71,82 @@ func (m *ConnectionManager) BreakerState(id peer.ID) breaker.State {
 	return m.breakers.State(id)
 }
 
-func (m *ConnectionManager) newBackoff(maxElapsed time.Duration) *backoff.ExponentialBackOff {
+// newBackoff returns backoff/v4's exponential backoff on the manager's
+// clock, its jitter drawn from the manager's random source (so that a
+// seeded simulation repeats itself); maxElapsed 0 never stops.
+func (m *ConnectionManager) newBackoff(maxElapsed time.Duration) backoff.BackOff {
 	cfg := m.cfg.Backoff
-	return backoff.NewExponentialBackOff(
+	b := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(cfg.InitialInterval),
 		backoff.WithMultiplier(cfg.Multiplier),
-		backoff.WithRandomizationFactor(cfg.RandomizationFactor),
+		backoff.WithRandomizationFactor(0),
 		backoff.WithMaxInterval(cfg.MaxInterval),
 		backoff.WithMaxElapsedTime(maxElapsed),
+		backoff.WithClockProvider(m.clock),
 	)
+	return &jittered{b: b, rand: m.rand, factor: cfg.RandomizationFactor}
 }
+
+// jittered applies RandomizationFactor as backoff/v4 would, from the
+// manager's random source instead of the global one.
+type jittered struct {
+	b      *backoff.ExponentialBackOff
+	rand   *clock.Rand
+	factor float64
+}
+
+func (j *jittered) NextBackOff() time.Duration {
+	d := j.b.NextBackOff()
+	if d == backoff.Stop {
+		return d
+	}
+	return j.rand.Jitter(d, j.factor)
+}
+
+func (j *jittered) Reset() { j.b.Reset() }
+
+// backoffTimer runs backoff.RetryNotifyWithTimer's waits on the manager's
+// clock.
+type backoffTimer struct {
+	clock clock.Clock
+	t     clock.Timer
+}
+
+func (t *backoffTimer) Start(d time.Duration) {
+	if t.t == nil {
+		t.t = t.clock.NewTimer(d)
+		return
+	}
+	t.t.Reset(d)
+}
+
+func (t *backoffTimer) Stop() {
+	if t.t != nil {
+		t.t.Stop()
+	}
+}
+
+func (t *backoffTimer) C() <-chan time.Time { return t.t.C() }
 
 // RetryConnect connects to id like Connect, retrying failed dials with
 // Config.Backoff until one succeeds, ctx ends, Backoff.MaxElapsedTime
 // passes, or an error that retrying cannot fix occurs (wrong peer ID,
 // other network, gater refusal, open circuit), which is returned at once.
 func (m *ConnectionManager) RetryConnect(ctx context.Context, id peer.ID) error {
-	if m.closed.Load() {
-		return ErrClosed
+	if err := m.usable(); err != nil {
+		return err
 	}
 	if err := m.checkPeer(peer.AddrInfo{ID: id}); err != nil {
 		return err
 	}
 	b := backoff.WithContext(m.newBackoff(m.cfg.Backoff.MaxElapsedTime), ctx)
-	return backoff.Retry(func() error {
-		_, err := m.connectLocked(ctx, m.lockEntry(id))
+	return backoff.RetryNotifyWithTimer(func() error {
+		_, err := m.connectLocked(ctx, m.lockRecord(id), true)
 		if err != nil && (permanent(err) || errors.Is(err, ErrNoAddresses)) {
 			return backoff.Permanent(err)
 		}
 		return err
-	}, b)
+	}, b, nil, &backoffTimer{clock: m.clock})
 }
 
 // AddPersistentPeer adds info to the address book and keeps the peer
@@ -106,39 +154,40 @@ func (m *ConnectionManager) RetryConnect(ctx context.Context, id peer.ID) error 
 // Config.Backoff whenever its link drops for any reason but a local
 // Disconnect.
 func (m *ConnectionManager) AddPersistentPeer(info peer.AddrInfo) error {
-	e, err := m.addToBook(info)
+	r, err := m.addToBook(info, peerstore.SourcePersistent)
 	if err != nil {
 		return err
 	}
-	if len(e.addrs) == 0 {
-		m.forget(e)
-		e.mu.Unlock()
+	if !r.book.HasDialable(m.clock.Now()) {
+		m.dropIfUnused(r)
+		r.mu.Unlock()
 		return fmt.Errorf("%w %s", ErrNoAddresses, info.ID)
 	}
-	e.persistent = true
-	m.reconnectLocked(e)
-	e.mu.Unlock()
+	r.persistent = true
+	m.reconnectLocked(r)
+	r.mu.Unlock()
 	return nil
 }
 
 // RemovePersistentPeer stops keeping id connected. Its link, if open,
 // stays open; a reconnect in progress stops after its current attempt.
 func (m *ConnectionManager) RemovePersistentPeer(id peer.ID) {
-	if e, ok := m.peers.Get(id); ok {
-		e.mu.Lock()
-		e.persistent = false
-		e.mu.Unlock()
+	if r, ok := m.peers.Get(id); ok {
+		r.mu.Lock()
+		r.persistent = false
+		r.lastActive = m.clock.Now()
+		r.mu.Unlock()
 	}
 }
 
 // reconnectLocked starts the reconnect loop of a persistent peer that has
-// no live link, unless it is running. e.mu must be held.
-func (m *ConnectionManager) reconnectLocked(e *entry) {
-	if !e.persistent || e.reconnecting || (e.link != nil && !e.link.dead()) {
+// no live link, unless it is running. r.mu must be held.
+func (m *ConnectionManager) reconnectLocked(r *record) {
+	if !r.persistent || r.reconnecting || (r.link != nil && !r.link.dead()) || m.draining.Load() {
 		return
 	}
-	if m.spawn(func() { m.reconnect(e) }) {
-		e.reconnecting = true
+	if m.spawn(func() { m.reconnect(r) }) {
+		r.reconnecting = true
 	}
 }
 
@@ -149,25 +198,26 @@ func (m *ConnectionManager) reconnectLocked(e *entry) {
 // that concurrent Connect and OpenStream calls join. After an I/O failure
 // the next attempt waits as Backoff says, with no time limit; while the
 // circuit is open it waits for half-open.
-func (m *ConnectionManager) reconnect(e *entry) {
+func (m *ConnectionManager) reconnect(r *record) {
 	b := m.newBackoff(0) // 0: never stop; attempts settle at MaxInterval
-	wait := rand.N(m.cfg.Backoff.InitialInterval)
-	timer := time.NewTimer(wait)
+	wait := m.rand.DurationN(m.cfg.Backoff.InitialInterval)
+	timer := m.clock.NewTimer(wait)
 	defer timer.Stop()
-	log := m.log.With().Str("peer", e.id.ShortString()).Logger()
+	log := m.log.With().Str("peer", r.id.ShortString()).Logger()
+	log.Debug().Dur("first", wait).Msg("reconnect scheduled")
 	for attempt := 1; ; attempt++ {
 		select {
-		case <-timer.C:
+		case <-timer.C():
 		case <-m.ctx.Done():
 			return
 		}
-		e.mu.Lock()
-		if e.removed || !e.persistent || (e.link != nil && !e.link.dead()) {
-			e.reconnecting = false
-			e.mu.Unlock()
+		r.mu.Lock()
+		if r.removed || !r.persistent || m.currentLink(r) != nil {
+			r.reconnecting = false
+			r.mu.Unlock()
 			return
 		}
-		_, err := m.connectLocked(m.ctx, e)
+		_, err := m.connectLocked(m.ctx, r, true)
 		if err == nil {
 			// Leave through the check above, under the lock: a link that
 			// died since is then redialed, not forgotten.
@@ -176,7 +226,7 @@ func (m *ConnectionManager) reconnect(e *entry) {
 			timer.Reset(0)
 			continue
 		}
-		if m.closed.Load() {
+		if m.closed.Load() || m.ctx.Err() != nil {
 			return
 		}
 		wait = b.NextBackOff()
@@ -184,7 +234,7 @@ func (m *ConnectionManager) reconnect(e *entry) {
 		if errors.As(err, &open) && !open.Until.IsZero() {
 			// Half-open lets one trial through; being first to it is
 			// worth a little jitter, not a whole backoff step.
-			wait = time.Until(open.Until) + rand.N(m.cfg.Backoff.InitialInterval/4+1)
+			wait = open.Until.Sub(m.clock.Now()) + m.rand.DurationN(m.cfg.Backoff.InitialInterval/4+1)
 		}
 		log.Debug().Err(err).Int("attempt", attempt).Dur("next", wait).Msg("reconnect failed")
 		timer.Reset(wait)

@@ -7,6 +7,8 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"github.com/rs/zerolog"
+
+	"github.com/peerlink/peerlink/peer"
 )
 
 // Config tunes a Session. The zero value of each field selects its
@@ -150,6 +152,12 @@ type Config struct {
 	// component=yamux|mux and peer=<remote short ID>. The zero value
 	// logs nothing.
 	Logger zerolog.Logger
+
+	// OnHandlerPanic, if set, is called after a Handler panicked and the
+	// session recovered it (see Handler), in the handler's goroutine, with
+	// the remote's ID, the stream's protocol and the value passed to
+	// panic. It must not panic itself.
+	OnHandlerPanic func(remote peer.ID, protocol string, value any)
 }
 
 // Defaults applied to zero Config fields.

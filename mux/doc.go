@@ -18,10 +18,12 @@
 // A stream the acceptor will not serve is reset with a reason code, which
 // peerlink carries in the length field of yamux's RST frame: 1 protocol
 // not supported, 2 stream limit (Config.MaxStreams, checked before any
-// goroutine is started), 3 malformed or late header, 4 Stream.Reset. The
+// goroutine is started), 3 malformed or late header, 4 Stream.Reset, 5
+// opened after the acceptor's GoAway, 6 the handler panicked. The
 // opener's next Read or Write then fails with a *ResetError that
 // satisfies errors.Is for ErrStreamReset and for the code's own sentinel
-// (ErrProtocolNotSupported, ErrStreamLimit, ErrMalformedHeader).
+// (ErrProtocolNotSupported, ErrStreamLimit, ErrMalformedHeader, ErrGoAway,
+// ErrHandlerFailed).
 //
 // Each session has a write scheduler (see Config). A Write is cut into
 // chunks of at most Config.ChunkSize bytes (16 KiB, one yamux data frame
@@ -53,7 +55,18 @@
 // mux adds one, the accept loop, plus one per inbound stream that is
 // being served, plus one per OpenStream with a cancellable context while
 // yamux is opening, plus one while a ping is in flight (concurrent Ping
-// and PingContext calls share it). The write scheduler adds none:
+// and PingContext calls share it), plus one that closes yamux once the
+// session is closing or has ended. The write scheduler adds none:
 // writers wait in their own goroutines and write their chunks
-// themselves. Close waits for all of mux's.
+// themselves. StartClose begins closing without waiting; Wait waits for
+// all of mux's goroutines (and so for yamux's); Close does both.
+//
+// Draining: GoAway sends yamux's GoAway frame. From then on neither side
+// opens streams (OpenStream fails with ErrGoAway), a stream the remote
+// opened before it saw the frame is refused with code 5 (its opener gets
+// ErrGoAway and may retry elsewhere), and the streams already open finish
+// normally.
+//
+// A handler's panic is recovered: its stream is reset with code 6
+// (ErrHandlerFailed at the opener), and the session goes on.
 package mux

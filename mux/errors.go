@@ -13,7 +13,7 @@ var (
 	ErrProtocolNotSupported = errors.New("mux: protocol not supported")
 	// ErrStreamReset: the stream was aborted by a reset, by either side.
 	// Errors that wrap it may also wrap the reason (ErrProtocolNotSupported,
-	// ErrStreamLimit, ErrMalformedHeader).
+	// ErrStreamLimit, ErrMalformedHeader, ErrGoAway, ErrHandlerFailed).
 	ErrStreamReset = errors.New("mux: stream reset")
 	// ErrStreamLimit: no stream slot was free, locally (OpenStream with
 	// FailFastStreams, or wrapped with the context's error when its wait
@@ -39,6 +39,15 @@ var (
 	// (Config.MaxQueuedBytes or MaxQueuedWrites) and Config.FailFast is
 	// set; nothing was written.
 	ErrBackpressure = errors.New("mux: write queue full")
+	// ErrGoAway: the session is draining. OpenStream returns an error
+	// wrapping it once either side has sent GoAway, and a stream the
+	// remote refused because it had sent GoAway (it reset the stream with
+	// code 5, before serving it) fails with a *ResetError wrapping it: the
+	// stream can be opened again on another session.
+	ErrGoAway = errors.New("mux: session going away")
+	// ErrHandlerFailed: the remote's handler for the stream panicked (it
+	// reset the stream with code 6).
+	ErrHandlerFailed = errors.New("mux: stream handler failed")
 )
 
 // ResetCode is the reason a stream was reset. peerlink carries it in the
@@ -58,10 +67,15 @@ const (
 	ResetMalformedHeader ResetCode = 3
 	// ResetApplication: Stream.Reset was called.
 	ResetApplication ResetCode = 4
+	// ResetGoingAway: the acceptor had sent GoAway and served no new
+	// streams; this one was never seen by a handler.
+	ResetGoingAway ResetCode = 5
+	// ResetHandlerFailed: the acceptor's handler panicked.
+	ResetHandlerFailed ResetCode = 6
 
 	// NumResetCodes is the number of known codes; SessionStats counts
 	// resets in arrays of this size, indexed by code.
-	NumResetCodes = 5
+	NumResetCodes = 7
 )
 
 // String returns the code's name.
@@ -77,6 +91,10 @@ func (c ResetCode) String() string {
 		return "malformed header"
 	case ResetApplication:
 		return "application reset"
+	case ResetGoingAway:
+		return "going away"
+	case ResetHandlerFailed:
+		return "handler failed"
 	}
 	return fmt.Sprintf("reset code %d", uint32(c))
 }
@@ -98,6 +116,10 @@ func (c ResetCode) sentinel() error {
 		return ErrStreamLimit
 	case ResetMalformedHeader:
 		return ErrMalformedHeader
+	case ResetGoingAway:
+		return ErrGoAway
+	case ResetHandlerFailed:
+		return ErrHandlerFailed
 	}
 	return nil
 }
@@ -105,7 +127,8 @@ func (c ResetCode) sentinel() error {
 // ResetError is the error a Stream's Read and Write return once the
 // stream was reset. errors.Is(err, ErrStreamReset) holds, and so does
 // errors.Is with the code's own sentinel (ErrProtocolNotSupported for
-// code 1, ErrStreamLimit for 2, ErrMalformedHeader for 3).
+// code 1, ErrStreamLimit for 2, ErrMalformedHeader for 3, ErrGoAway for
+// 5, ErrHandlerFailed for 6).
 type ResetError struct {
 	Code     ResetCode // why; ResetUnknown when the reset carried no code
 	Remote   bool      // reset by the remote (false: by a local Reset)

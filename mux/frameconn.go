@@ -103,6 +103,18 @@ type frameConn struct {
 	// writes that carries SYN or RST, before it is written.
 	sent func(id uint32, flags uint16)
 
+	// Refusals after a local GoAway. yamux answers every SYN that
+	// arrives after its GoAway with a plain RST, as it does a SYN past
+	// its accept backlog; those RSTs get code ResetGoingAway here, so
+	// that the opener learns the stream was refused unserved and can be
+	// opened elsewhere. goAway is set just before yamux's own flag, so
+	// every SYN yamux refuses for the GoAway is in refusing; one that
+	// slipped in before yamux's flag is taken off again when the accept
+	// loop takes its stream (see accepted).
+	goAway   atomic.Bool
+	refuseMu sync.Mutex
+	refusing map[uint32]struct{} // remote's SYNs seen since goAway
+
 	// wlock serialises writes to Conn and guards the fields below. It is
 	// a channel rather than a sync.Mutex because its holder may block on
 	// the link for long: a goroutine waiting on a channel is durably
@@ -128,6 +140,7 @@ func newFrameConn(c net.Conn, onFrame func(id uint32, flags uint16, code uint32)
 	_, tcp := c.(*net.TCPConn)
 	fc.writev, fc.readAhead = tcp, tcp
 	fc.tracker.onFrame = onFrame
+	fc.tracker.onSYN = fc.noteSYN
 	fc.lastIn.Store(int64(time.Since(monoBase)))
 	return fc
 }
@@ -233,10 +246,61 @@ func (c *frameConn) Write(b []byte) (int, error) {
 				return len(b), nil
 			}
 		case typeWindowUpdate:
+			if c.goAway.Load() {
+				if f, ok := c.codeRefusal(b); ok {
+					c.noteSent(f[:])
+					return c.writeRaw(f[:])
+				}
+			}
 			c.noteSent(b)
 		}
 	}
 	return c.writeRaw(b)
+}
+
+// noteSYN records, after a local GoAway, a SYN of the remote's that yamux
+// is about to handle (and, unless it came before yamux's own GoAway
+// flag, refuse). Called by the tracker on yamux's recv goroutine.
+func (c *frameConn) noteSYN(id uint32) {
+	if !c.goAway.Load() {
+		return
+	}
+	c.refuseMu.Lock()
+	if c.refusing == nil {
+		c.refusing = make(map[uint32]struct{})
+	}
+	c.refusing[id] = struct{}{}
+	c.refuseMu.Unlock()
+}
+
+// accepted tells c that yamux accepted the remote's stream id: a RST
+// yamux sends for it later (at StreamCloseTimeout) is no refusal.
+func (c *frameConn) accepted(id uint32) {
+	if !c.goAway.Load() {
+		return
+	}
+	c.refuseMu.Lock()
+	delete(c.refusing, id)
+	c.refuseMu.Unlock()
+}
+
+// codeRefusal returns b, a window update frame yamux is writing, with
+// code ResetGoingAway in its length field if it is yamux's plain RST for
+// a SYN noted by noteSYN.
+func (c *frameConn) codeRefusal(b []byte) (f [frameHeaderLen]byte, ok bool) {
+	if binary.BigEndian.Uint16(b[2:4])&flagRST == 0 || binary.BigEndian.Uint32(b[8:12]) != 0 {
+		return f, false
+	}
+	id := binary.BigEndian.Uint32(b[4:8])
+	c.refuseMu.Lock()
+	_, ok = c.refusing[id]
+	delete(c.refusing, id)
+	c.refuseMu.Unlock()
+	if ok {
+		copy(f[:], b) // b is yamux's: leave it be
+		binary.BigEndian.PutUint32(f[8:12], uint32(ResetGoingAway))
+	}
+	return f, ok
 }
 
 func (c *frameConn) writeRaw(b []byte) (int, error) {
@@ -465,10 +529,11 @@ func (c *frameConn) injectRST(id uint32, code ResetCode) error {
 
 // frameTracker follows yamux frame boundaries in the bytes read from the
 // link and reports every data or window update frame that carries FIN or
-// RST, and to onCredit every window update but RSTs (its delta) and data
-// frames that carry SYN (delta 0). It never fails: on bytes that cannot be yamux frames (bad version
-// or type) it stops tracking and leaves yamux to report the protocol
-// error, which ends the session.
+// RST, to onCredit every window update but RSTs (its delta) and data
+// frames that carry SYN (delta 0), to onSYN every stream opened, and to
+// onGoAway every GoAway. It never fails: on bytes that cannot be yamux
+// frames (bad version or type) it stops tracking and leaves yamux to
+// report the protocol error, which ends the session.
 type frameTracker struct {
 	hdr    [frameHeaderLen]byte
 	n      int    // header bytes collected in hdr
@@ -480,6 +545,10 @@ type frameTracker struct {
 	onFrame func(id uint32, flags uint16, code uint32)
 	// onCredit gets the stream ID, flags and window delta.
 	onCredit func(id uint32, flags uint16, delta uint32)
+	// onSYN gets the ID of each stream the remote opens (a frame with
+	// SYN); onGoAway the code of each GoAway frame.
+	onSYN    func(id uint32)
+	onGoAway func(code uint32)
 }
 
 func (t *frameTracker) feed(p []byte) {
@@ -515,6 +584,9 @@ func (t *frameTracker) frame(h []byte) {
 	}
 	flags := binary.BigEndian.Uint16(h[2:4])
 	length := binary.BigEndian.Uint32(h[8:12])
+	if flags&flagSYN != 0 && h[1] <= typeWindowUpdate && t.onSYN != nil {
+		t.onSYN(binary.BigEndian.Uint32(h[4:8]))
+	}
 	switch h[1] {
 	case typeData:
 		t.skip = length
@@ -534,6 +606,10 @@ func (t *frameTracker) frame(h []byte) {
 				code = length
 			}
 			t.onFrame(binary.BigEndian.Uint32(h[4:8]), flags, code)
+		}
+	case typeGoAway:
+		if t.onGoAway != nil {
+			t.onGoAway(length)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,18 @@ import (
 // Handler serves one inbound stream. It runs in its own goroutine and
 // owns the stream; when it returns, the session closes the stream (a
 // no-op if the handler already closed or reset it).
+//
+// The session's end, StartClose and Close make the stream's Read and
+// Write return, but nothing else the handler may be blocked on: a
+// handler that waits for other things should also watch the stream's
+// Context, which is cancelled then.
+//
+// If the handler panics, the session recovers the panic (as net/http
+// does a handler's), resets the stream with code ResetHandlerFailed (the
+// opener's Read or Write fails with an error wrapping ErrHandlerFailed),
+// logs the panic and its stack at error level, counts it in
+// SessionStats.HandlerPanics, calls Config.OnHandlerPanic, and goes on
+// serving the session's other streams.
 type Handler func(s *Stream)
 
 // SessionStats are a session's counters since it started.
@@ -30,6 +43,7 @@ type SessionStats struct {
 	LimitRefusals    uint64 // inbound streams reset because MaxStreams was reached (code 2)
 	UnknownProtocol  uint64 // inbound streams reset for want of a handler (code 1)
 	MalformedHeaders uint64 // inbound streams reset for a malformed or late header (code 3)
+	HandlerPanics    uint64 // handlers that panicked (their streams reset with code 6)
 
 	// RST frames written and read, indexed by ResetCode. Index 0 counts
 	// resets without a peerlink code: yamux's own (accept backlog full,
@@ -61,22 +75,45 @@ type Session struct {
 	earlyNext int
 	inbound   int
 	outbound  int
-	closing   bool           // Close called: start no goroutine
-	wg        sync.WaitGroup // handler, open and ack goroutines
-	acks      []uint32       // streams whose coded RST we are to acknowledge
-	ackBusy   bool           // an ack goroutine is running
-	ping      *pingCall      // the yamux ping in flight, shared by PingContext callers
+	acks      []uint32  // streams whose coded RST we are to acknowledge
+	ackBusy   bool      // an ack goroutine is running
+	ping      *pingCall // the yamux ping in flight, shared by PingContext callers
+
+	// The session's goroutines (see Wait). running counts them: the
+	// accept loop, handlers (also counted in handlers), the open, ack and
+	// ping goroutines, and the one that runs yamux's Close. Once ended is
+	// set no goroutine starts but the close goroutine, and idle is closed
+	// when running drops to 0.
+	closing      bool // StartClose called: start no goroutine, open no stream
+	closeStarted bool // the close goroutine has been started
+	ended        bool // the accept loop has finished
+	running      int
+	handlers     int
+	idle         chan struct{}
+
+	// ctx is every stream's Context: cancelled by StartClose and when the
+	// session ends.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	// noOpen is closed once no stream may be opened any more (StartClose,
+	// the session's end, or GoAway from either side), and aborts the
+	// OpenStream calls waiting for a slot.
+	noOpen     chan struct{}
+	noOpenOnce sync.Once
+
+	goingAway    atomic.Bool // GoAway called
+	remoteGoAway atomic.Bool // the remote's GoAway seen by the frame tracker
 
 	localClose atomic.Bool
 	teardown   atomic.Bool           // closing or closed: yamux errors are noise
 	linkErr    atomic.Pointer[error] // a failed write of a data frame, which ended the session
-	acceptDone chan struct{}
 	done       chan struct{}
 	err        error // why the session ended; set before done is closed
 	streamErr  error // what stream operations return once it ended
 
-	opened, accepted, openLimited, limitRefused, unknownProto, malformed atomic.Uint64
-	rstRecv                                                              [NumResetCodes]atomic.Uint64
+	opened, accepted, openLimited, limitRefused, unknownProto, malformed, panics atomic.Uint64
+	rstRecv                                                                      [NumResetCodes]atomic.Uint64
 }
 
 // earlyFrame is a FIN or RST seen for a stream ID before the stream was
@@ -93,11 +130,11 @@ type earlyFrame struct {
 const earlyRingSize = 32
 
 // NewSession starts a session over conn, which it then owns (Close closes
-// it; if NewSession fails, conn is left open). client is true on the side that dialed the link; local and remote
-// are the two peers' IDs, which the transport has established. route maps
-// an inbound stream's protocol to its handler, or to nil when the protocol
-// is not served; a nil route serves nothing. The accept loop starts at
-// once.
+// it; if NewSession fails, conn is left open). client is true on the side
+// that dialed the link; local and remote are the two peers' IDs, which
+// the transport has established. route maps an inbound stream's protocol
+// to its handler, or to nil when the protocol is not served; a nil route
+// serves nothing. The accept loop starts at once.
 func NewSession(conn net.Conn, local, remote peer.ID, client bool, cfg Config, route func(protocol string) Handler) (*Session, error) {
 	if conn == nil {
 		return nil, errors.New("mux: NewSession: nil conn")
@@ -110,17 +147,19 @@ func NewSession(conn net.Conn, local, remote peer.ID, client bool, cfg Config, r
 		route = func(string) Handler { return nil }
 	}
 	s := &Session{
-		cfg:        cfg,
-		local:      local,
-		remote:     remote,
-		route:      route,
-		sched:      newScheduler(cfg),
-		slots:      NewSlotPool(cfg.MaxStreams, cfg.ReservedStreams),
-		streams:    make(map[uint32]*Stream),
-		sweepAt:    minSweep,
-		acceptDone: make(chan struct{}),
-		done:       make(chan struct{}),
+		cfg:     cfg,
+		local:   local,
+		remote:  remote,
+		route:   route,
+		sched:   newScheduler(cfg),
+		slots:   NewSlotPool(cfg.MaxStreams, cfg.ReservedStreams),
+		streams: make(map[uint32]*Stream),
+		sweepAt: minSweep,
+		idle:    make(chan struct{}),
+		noOpen:  make(chan struct{}),
+		done:    make(chan struct{}),
 	}
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	short := remote.ShortString()
 	s.log = cfg.Logger.With().Str("component", "mux").Str("peer", short).Logger()
 	ylog := &yamuxLogger{
@@ -129,14 +168,22 @@ func NewSession(conn net.Conn, local, remote peer.ID, client bool, cfg Config, r
 	}
 	s.fc = newFrameConn(conn, s.onFrame)
 	s.fc.tracker.onCredit = s.sched.credit
+	s.fc.tracker.onGoAway = s.onGoAway
 	s.fc.sent = s.sched.sent
 	ycfg := cfg.yamuxConfig(ylog)
+	// yamux's recv goroutine may deliver a frame (onFrame, which may start
+	// an ack goroutine reading s.ys) before yamux.Client returns: s.mu
+	// holds it off until s.ys and the accept loop's count are set.
+	s.mu.Lock()
+	s.running = 1 // the accept loop
 	if client {
 		s.ys, err = yamux.Client(s.fc, ycfg)
 	} else {
 		s.ys, err = yamux.Server(s.fc, ycfg)
 	}
+	s.mu.Unlock()
 	if err != nil {
+		s.cancel(err)
 		return nil, fmt.Errorf("mux: NewSession: %w", err)
 	}
 	go s.acceptLoop()
@@ -161,7 +208,8 @@ func (s *Session) BytesIn() uint64 { return s.fc.in.Load() }
 func (s *Session) BytesOut() uint64 { return s.fc.out.Load() }
 
 // Done returns a channel closed once the session has ended, for any
-// reason; Err then says why.
+// reason; Err then says why. After StartClose it is closed promptly: it
+// does not wait for handlers (Wait does).
 func (s *Session) Done() <-chan struct{} { return s.done }
 
 // Err returns why the session ended: nil while it is open,
@@ -237,6 +285,7 @@ func (s *Session) Stats() SessionStats {
 		LimitRefusals:    s.limitRefused.Load(),
 		UnknownProtocol:  s.unknownProto.Load(),
 		MalformedHeaders: s.malformed.Load(),
+		HandlerPanics:    s.panics.Load(),
 	}
 	for i := range st.ResetsSent {
 		st.ResetsSent[i] = s.fc.rstSent[i].Load()
@@ -275,10 +324,10 @@ type pingCall struct {
 //
 // yamux's ping takes no context, so it runs in a goroutine, which
 // finishes the ping when a caller gives up (by ConnectionWriteTimeout, or
-// at once when the session closes; Close waits for it). Concurrent calls
-// share the ping in flight rather than each starting one: a session never
-// has more than one such goroutine, however often PingContext is called
-// with short deadlines. A caller that joins a ping already in flight gets
+// at once when the session closes; Wait and Close wait for it).
+// Concurrent calls share the ping in flight rather than each starting
+// one: a session never has more than one such goroutine, however often
+// PingContext is called with short deadlines. A caller that joins a ping already in flight gets
 // that ping's round-trip time; its answer arrived after the caller came,
 // which is what a liveness check needs.
 func (s *Session) PingContext(ctx context.Context) (time.Duration, error) {
@@ -286,15 +335,14 @@ func (s *Session) PingContext(ctx context.Context) (time.Duration, error) {
 		return 0, contextErr("mux: ping", ctx)
 	}
 	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		return 0, s.closedErr()
-	}
 	c := s.ping
 	if c == nil {
+		if !s.goLocked() {
+			s.mu.Unlock()
+			return 0, s.closedErr()
+		}
 		c = &pingCall{done: make(chan struct{})}
 		s.ping = c
-		s.wg.Add(1)
 		go s.runPing(c)
 	}
 	s.mu.Unlock()
@@ -321,7 +369,7 @@ func (s *Session) PingContext(ctx context.Context) (time.Duration, error) {
 // ConnectionWriteTimeout (twice that if the send queue is stuck), or at
 // once when the session shuts down.
 func (s *Session) runPing(c *pingCall) {
-	defer s.wg.Done()
+	defer s.exited(false)
 	c.rtt, c.err = s.ys.Ping()
 	s.mu.Lock()
 	s.ping = nil
@@ -337,21 +385,196 @@ func (s *Session) runPing(c *pingCall) {
 // clock change.
 func (s *Session) LastRead() time.Time { return s.fc.lastRead() }
 
-// Close closes the yamux session and the link, then waits for the accept
-// loop and for every handler it started to return (handlers blocked in a
+// Close closes the session and waits for its goroutines: it is
+// StartClose followed by Wait without a deadline. Handlers blocked in a
 // stream's Read or Write are released by the close; a handler blocked on
-// something else delays Close). It must not be called from a handler,
-// which would wait for itself; call it from another goroutine there.
-// Close is idempotent and returns nil.
+// something else delays Close, unless it watches its stream's Context.
+// Close must not be called from a handler, which would wait for itself:
+// call StartClose there. Close is idempotent and returns nil.
 func (s *Session) Close() error {
+	s.StartClose()
+	_ = s.Wait(context.Background())
+	return nil
+}
+
+// StartClose begins closing the session and returns at once, waiting
+// neither for handlers nor for the link. From then on OpenStream fails
+// with ErrSessionClosed and the session starts no goroutine; the streams'
+// Context is cancelled (its cause is ErrSessionClosed); and a goroutine
+// of the session closes yamux and the link, which makes blocked stream
+// Reads and Writes return and then Done close. Wait waits for all of it.
+// StartClose may be called from a handler, any number of times, and
+// concurrently with Close.
+func (s *Session) StartClose() {
 	s.localClose.Store(true)
 	s.teardown.Store(true)
 	s.mu.Lock()
 	s.closing = true
+	start := !s.closeStarted
+	if start {
+		s.closeStarted = true
+		s.running++
+	}
 	s.mu.Unlock()
+	s.cancel(ErrSessionClosed)
+	s.stopOpens()
+	if start {
+		go s.closeYamux()
+	}
+}
+
+// closeYamux runs yamux's Close, which closes the link and waits for
+// yamux's receive and send goroutines to finish.
+func (s *Session) closeYamux() {
+	defer s.exited(false)
 	_ = s.ys.Close()
-	<-s.acceptDone
-	s.wg.Wait()
+}
+
+// Wait waits until the session has ended and every goroutine it started
+// has returned: the accept loop, every handler, the goroutines of
+// OpenStream, PingContext and reset acknowledgements, and the one that
+// closes yamux (after which yamux's own have finished too). It returns
+// nil then, or ctx.Err() if ctx ends first. Without StartClose or Close
+// it waits for the session to end by itself (the link failing, or the
+// remote closing it). Called from a handler of the session, Wait waits
+// for that handler too, so it returns only when ctx ends.
+func (s *Session) Wait(ctx context.Context) error {
+	select {
+	case <-s.idle:
+		return nil
+	default:
+	}
+	select {
+	case <-s.idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Handlers returns the number of goroutines serving inbound streams now:
+// reading a stream's header or running its handler.
+func (s *Session) Handlers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.handlers
+}
+
+// goLocked reports whether a goroutine of the session may start, and if
+// so counts it; the goroutine calls exited when it returns. None may
+// once StartClose was called or the session ended. s.mu must be held.
+func (s *Session) goLocked() bool {
+	if s.closing || s.ended {
+		return false
+	}
+	s.running++
+	return true
+}
+
+// exited uncounts a goroutine that is returning; handler says it served
+// an inbound stream.
+func (s *Session) exited(handler bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if handler {
+		s.handlers--
+	}
+	s.running--
+	if s.running == 0 && s.ended {
+		close(s.idle)
+	}
+}
+
+// stopOpens aborts the OpenStream calls waiting for a slot.
+func (s *Session) stopOpens() {
+	s.noOpenOnce.Do(func() { close(s.noOpen) })
+}
+
+// GoAway starts draining the session: it tells the remote, with yamux's
+// GoAway frame, to open no more streams, and returns once the frame is on
+// the link. From the call on, OpenStream fails at once with an error
+// wrapping ErrGoAway, and so do the calls waiting for a slot; a stream
+// the remote opens from then on is refused before any handler sees it,
+// with a reset of code ResetGoingAway (the remote's Read or Write fails
+// with an error wrapping ErrGoAway, and it may open the stream
+// elsewhere). Streams already open, in both directions, go on as before,
+// as does the session: close it when they are done (Handlers and
+// NumStreams tell).
+//
+// GoAway cannot be undone. Later calls return nil. If the frame cannot be
+// written it returns the error (wrapping ErrSessionClosed if the session
+// has ended), but the session still refuses the remote's new streams.
+func (s *Session) GoAway() error {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		return ErrSessionClosed
+	}
+	if s.goingAway.Swap(true) {
+		return nil
+	}
+	// Before yamux's own flag (set in ys.GoAway): every SYN yamux refuses
+	// for the GoAway is then known to the frame conn, which codes the RST.
+	s.fc.goAway.Store(true)
+	s.stopOpens()
+	switch err := s.ys.GoAway(); {
+	case err == nil:
+		s.log.Debug().Msg("sent GoAway")
+		return nil
+	case err == yamux.ErrSessionShutdown:
+		return s.closedErr()
+	case err == yamux.ErrConnectionWriteTimeout:
+		return &multiError{"mux: go away: " + err.Error(), []error{err, os.ErrDeadlineExceeded}}
+	default:
+		return fmt.Errorf("mux: go away: %w", err)
+	}
+}
+
+// GoingAway reports whether GoAway was called.
+func (s *Session) GoingAway() bool { return s.goingAway.Load() }
+
+// RemoteGoAway reports whether the remote has sent GoAway: it opens no
+// more streams, and OpenStream here fails with an error wrapping
+// ErrGoAway.
+func (s *Session) RemoteGoAway() bool { return s.remoteGoAway.Load() }
+
+// onGoAway is the frame tracker's callback for a GoAway frame, on yamux's
+// recv goroutine before yamux handles it. Code 0 is a normal GoAway;
+// yamux ends the session on the others (protocol or internal error).
+func (s *Session) onGoAway(code uint32) {
+	if code != 0 || s.remoteGoAway.Swap(true) {
+		return
+	}
+	s.stopOpens()
+	s.log.Debug().Msg("remote sent GoAway")
+}
+
+// Errors of OpenStream after a GoAway.
+var (
+	errGoAwaySent     = fmt.Errorf("%w: GoAway sent", ErrGoAway)
+	errGoAwayReceived = fmt.Errorf("%w: remote sent GoAway", ErrGoAway)
+)
+
+// noOpenErr returns why no stream may be opened, or nil.
+func (s *Session) noOpenErr() error {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		return ErrSessionClosed
+	}
+	select {
+	case <-s.done:
+		return s.streamErr
+	default:
+	}
+	switch {
+	case s.goingAway.Load():
+		return errGoAwaySent
+	case s.remoteGoAway.Load():
+		return errGoAwayReceived
+	}
 	return nil
 }
 
@@ -369,6 +592,11 @@ func (s *Session) Close() error {
 // ctx.Err()). With Config.FailFastStreams it fails at once with
 // ErrStreamLimit instead. ctx also bounds the wait for yamux to open the
 // stream (it blocks while AcceptBacklog opens are unacknowledged).
+//
+// After StartClose or Close it fails with ErrSessionClosed, once the
+// session has ended with an error wrapping ErrSessionClosed, and once
+// either side has sent GoAway with one wrapping ErrGoAway; a call
+// waiting for a slot then gives up at once.
 func (s *Session) OpenStream(ctx context.Context, protocol string, prio Priority) (*Stream, error) {
 	if err := ValidateProtocol(protocol); err != nil {
 		return nil, err
@@ -379,21 +607,17 @@ func (s *Session) OpenStream(ctx context.Context, protocol string, prio Priority
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	closing := s.closing
-	s.mu.Unlock()
-	if closing {
-		return nil, ErrSessionClosed
+	if err := s.noOpenErr(); err != nil {
+		return nil, err
 	}
 	if err := s.takeSlots(ctx, prio); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
+	if err := s.noOpenErr(); err != nil {
 		s.giveSlots()
-		return nil, ErrSessionClosed
+		return nil, err
 	}
+	s.mu.Lock()
 	s.outbound++
 	s.mu.Unlock()
 
@@ -434,11 +658,11 @@ func (s *Session) takeSlots(ctx context.Context, prio Priority) error {
 		}
 		return nil
 	}
-	if err := s.slots.acquire(ctx, prio, s.done); err != nil {
+	if err := s.slots.acquire(ctx, prio, s.noOpen); err != nil {
 		return s.slotWaitErr(ctx, err, "")
 	}
 	if g != nil {
-		if err := g.acquire(ctx, prio, s.done); err != nil {
+		if err := g.acquire(ctx, prio, s.noOpen); err != nil {
 			s.slots.Release()
 			return s.slotWaitErr(ctx, err, " in the global pool")
 		}
@@ -448,6 +672,9 @@ func (s *Session) takeSlots(ctx context.Context, prio Priority) error {
 
 func (s *Session) slotWaitErr(ctx context.Context, err error, where string) error {
 	if err == errAborted {
+		if err := s.noOpenErr(); err != nil {
+			return err
+		}
 		return s.closedErr()
 	}
 	s.openLimited.Add(1)
@@ -496,14 +723,13 @@ func (s *Session) openYamux(ctx context.Context) (*yamux.Stream, error) {
 	ch := make(chan result, 1)
 	var state atomic.Int32 // 0 waiting, 1 delivered, 2 abandoned
 	s.mu.Lock()
-	if s.closing {
+	if !s.goLocked() {
 		s.mu.Unlock()
 		return nil, yamux.ErrSessionShutdown
 	}
-	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
-		defer s.wg.Done()
+		defer s.exited(false)
 		ys, err := s.ys.OpenStream()
 		if state.CompareAndSwap(0, 1) {
 			ch <- result{ys, err}
@@ -532,6 +758,11 @@ func (s *Session) mapOpenErr(err error) error {
 	switch {
 	case err == yamux.ErrSessionShutdown:
 		return s.closedErr()
+	case err == yamux.ErrRemoteGoAway:
+		// Seen by the frame tracker first, unless it had lost track of
+		// the frames (see frameTracker).
+		s.remoteGoAway.Store(true)
+		return errGoAwayReceived
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	}
@@ -543,18 +774,19 @@ func (s *Session) mapOpenErr(err error) error {
 // long-lived goroutine beyond yamux's own, and it ends the session's
 // bookkeeping (Done, Err) when yamux shuts down.
 func (s *Session) acceptLoop() {
-	defer close(s.acceptDone)
 	for {
 		ys, err := s.ys.AcceptStream()
 		if err != nil {
 			if s.ys.IsClosed() {
 				s.wakeStreams()
 				s.finish(s.shutdownCause(err))
+				s.acceptLoopDone()
 				return
 			}
 			s.log.Warn().Err(err).Msg("accepting a stream failed")
 			continue
 		}
+		s.fc.accepted(ys.StreamID())
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()
@@ -581,15 +813,41 @@ func (s *Session) acceptLoop() {
 		st.hdrDone.Store(true) // only an opener sends a header
 		s.inbound++
 		s.registerLocked(st)
-		s.wg.Add(1)
+		s.running++ // not closing, and the accept loop has not ended
+		s.handlers++
 		s.mu.Unlock()
 		go s.serve(st)
 	}
 }
 
+// acceptLoopDone ends the accept loop's part: from now on no goroutine
+// starts (Wait's condition can only become true), except the one that
+// closes yamux, which is started here if StartClose has not: yamux shut
+// down by itself (the link failed, or a keepalive went unanswered) and
+// is closing in its own goroutine; ours waits for that to finish, so that
+// Wait covers yamux's goroutines in every case.
+func (s *Session) acceptLoopDone() {
+	s.mu.Lock()
+	s.ended = true
+	start := !s.closeStarted
+	if start {
+		s.closeStarted = true
+		s.running++
+	}
+	s.mu.Unlock()
+	if start {
+		go s.closeYamux()
+	}
+	s.exited(false)
+}
+
 // serve reads an inbound stream's header, finds its handler and runs it.
+//
+// serve calls the handler itself, not through a closure: a stack that
+// holds the frame of (*Session).serve is inside a handler, and callers
+// outside the package (the connection manager) test for it.
 func (s *Session) serve(st *Stream) {
-	defer s.wg.Done()
+	defer s.exited(true)
 	var buf [maxStreamHeader]byte
 	_ = st.ys.SetReadDeadline(time.Now().Add(s.cfg.HeaderTimeout))
 	prio, proto, err := readStreamHeader(st.ys, &buf)
@@ -627,8 +885,30 @@ func (s *Session) serve(st *Stream) {
 		return
 	}
 	s.accepted.Add(1)
+	defer s.handlerReturned(st)
 	h(st)
-	_ = st.Close()
+}
+
+// handlerReturned closes st once its handler has returned, or deals with
+// the handler's panic (see Handler). A handler that called
+// runtime.Goexit has its stream closed as if it had returned.
+func (s *Session) handlerReturned(st *Stream) {
+	v := recover()
+	if v == nil {
+		_ = st.Close()
+		return
+	}
+	s.panics.Add(1)
+	st.reset(ResetHandlerFailed)
+	s.log.Error().
+		Str("protocol", st.protocol).
+		Uint32("stream", st.id).
+		Interface("panic", v).
+		Str("stack", string(debug.Stack())).
+		Msg("stream handler panicked")
+	if f := s.cfg.OnHandlerPanic; f != nil {
+		f(s.remote, st.protocol, v)
+	}
 }
 
 // refuse resets a yamux stream that never became a Stream, with code.
@@ -684,7 +964,8 @@ func (s *Session) shutdownCause(err error) error {
 	return err
 }
 
-// finish records why the session ended and closes Done.
+// finish records why the session ended, cancels the streams' Context and
+// closes Done.
 func (s *Session) finish(cause error) {
 	s.teardown.Store(true)
 	if le := s.linkErr.Load(); le != nil && cause == yamux.ErrSessionShutdown && !s.localClose.Load() {
@@ -732,6 +1013,8 @@ func (s *Session) finish(cause error) {
 		s.release(st) // teardown is set: frees at once
 	}
 	s.log.Debug().Err(s.err).Msg("session ended")
+	s.cancel(s.streamErr)
+	s.stopOpens()
 	close(s.done)
 }
 
@@ -757,7 +1040,9 @@ func (s *Session) onFrame(id uint32, flags uint16, code uint32) {
 		s.rstRecv[ResetCode(code).bucket()].Add(1)
 	}
 	s.mu.Lock()
-	if flags&flagRST != 0 && code != 0 {
+	// A RST for a stream refused after a GoAway needs no answer: the
+	// remote never took the stream, so it keeps nothing to free.
+	if flags&flagRST != 0 && code != 0 && ResetCode(code) != ResetGoingAway {
 		s.queueAckLocked(id)
 	}
 	if st := s.streams[id]; st != nil {
@@ -789,25 +1074,27 @@ const maxAcks = 1024
 // stream locally (yamux can only half-close), so yamux keeps the stream
 // until our FIN, which will not come, or its StreamCloseTimeout; a RST
 // from us frees it at once. Only coded RSTs are answered, so two mux
-// sessions never echo RSTs back and forth. The frame cannot be written
-// from the recv goroutine that calls this (a write there can deadlock
-// with the remote's recv goroutine doing the same), so one short-lived
-// goroutine at a time sends the queued ones.
+// sessions never echo RSTs back and forth, and not those of code
+// ResetGoingAway (see onFrame). The frame cannot be written from the
+// recv goroutine that calls this (a write there can deadlock with the
+// remote's recv goroutine doing the same), so one short-lived goroutine
+// at a time sends the queued ones.
 func (s *Session) queueAckLocked(id uint32) {
 	if s.closing || len(s.acks) >= maxAcks {
 		return
 	}
-	s.acks = append(s.acks, id)
-	if s.ackBusy {
-		return
+	if !s.ackBusy {
+		if !s.goLocked() {
+			return
+		}
+		s.ackBusy = true
+		go s.sendAcks()
 	}
-	s.ackBusy = true
-	s.wg.Add(1)
-	go s.sendAcks()
+	s.acks = append(s.acks, id)
 }
 
 func (s *Session) sendAcks() {
-	defer s.wg.Done()
+	defer s.exited(false)
 	var ids []uint32
 	for {
 		s.mu.Lock()

@@ -114,6 +114,14 @@ func (st *Stream) Inbound() bool { return st.inbound }
 // Session returns the session the stream belongs to.
 func (st *Stream) Session() *Session { return st.sess }
 
+// Context returns a context that is cancelled when the session ends or
+// StartClose or Close is called; context.Cause then returns an error
+// wrapping ErrSessionClosed. A handler watches it to stop work other than
+// the stream's own I/O, which the session's end interrupts anyway. All
+// the session's streams share it: closing or resetting the stream alone
+// does not cancel it.
+func (st *Stream) Context() context.Context { return st.sess.ctx }
+
 // LocalAddr returns the link's local address.
 func (st *Stream) LocalAddr() net.Addr { return st.sess.fc.LocalAddr() }
 
@@ -369,15 +377,20 @@ func (st *Stream) Close() error {
 // ErrStreamReset), and so do this side's, including ones blocked now. The
 // slot is freed. Idempotent; returns nil.
 func (st *Stream) Reset() error {
+	st.reset(ResetApplication)
+	return nil
+}
+
+// reset is Reset with the code the remote is sent.
+func (st *Stream) reset(code ResetCode) {
 	if st.localReset.Swap(true) {
-		return nil
+		return
 	}
 	st.closed.Store(true)
 	st.sess.sched.kick(st) // a Write waiting in the scheduler
-	st.refuse(ResetApplication)
+	st.refuse(code)
 	// Wake a Read blocked in yamux; it then sees localReset.
 	_ = st.ys.SetDeadline(time.Unix(1, 0))
-	return nil
 }
 
 // refuse frees the stream's slot, sends a RST with code (unless the

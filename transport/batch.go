@@ -3,6 +3,7 @@ package transport
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,6 +34,10 @@ var batchPool = sync.Pool{New: func() any {
 // reordered on the wire would fail authentication.
 //
 // During the handshake it also times a round trip (see stopProbe).
+//
+// It also bounds Close (see startClose): once the link is closing, no
+// write deadline reaches the socket later than closeNotifyTimeout after
+// Close began.
 type recordBatcher struct {
 	net.Conn
 
@@ -40,6 +45,13 @@ type recordBatcher struct {
 	batching bool
 	buf      *[]byte // from batchPool while a batch holds data
 	err      error   // a failed write while batching; reported by flush
+
+	// dlMu orders the write deadlines given to the socket, so that none
+	// set concurrently with startClose outlives closeBy. It is never held
+	// across I/O: startClose must get it while a write blocks holding mu.
+	dlMu    sync.Mutex
+	closeBy time.Time   // set once, by startClose; zero until then
+	closing atomic.Bool // closeBy is set
 
 	// The handshake's round-trip probe: the handshake goroutine alone
 	// reads and writes these until stopProbe.
@@ -80,6 +92,23 @@ func (b *recordBatcher) Write(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
+	if b.closing.Load() {
+		// Close is sending close_notify while a batch is open: write
+		// what the batch gathered, then the alert, in order, now. Left
+		// in the batch they would wait for a flush that comes after
+		// the socket is closed, and the remote would see a truncated
+		// stream.
+		if b.buf != nil && len(*b.buf) > 0 {
+			if b.err = b.writeOut(); b.err != nil {
+				return 0, b.err
+			}
+		}
+		n, err := b.Conn.Write(p)
+		if err != nil {
+			b.err = err
+		}
+		return n, err
+	}
 	if b.buf == nil {
 		b.buf = batchPool.Get().(*[]byte)
 	}
@@ -107,7 +136,7 @@ func (b *recordBatcher) flush() error {
 	err := b.err
 	b.err = nil
 	if b.buf != nil {
-		if err == nil {
+		if err == nil && len(*b.buf) > 0 { // empty if a closing write took it
 			err = b.writeOut()
 		}
 		*b.buf = (*b.buf)[:0]
@@ -122,4 +151,39 @@ func (b *recordBatcher) writeOut() error {
 	_, err := b.Conn.Write(*b.buf)
 	*b.buf = (*b.buf)[:0]
 	return err
+}
+
+// startClose bounds every write to the socket, from now on, to end within
+// closeNotifyTimeout: it sets that write deadline on the socket, which
+// fails a write blocked there (with mu held) when it passes, and later
+// write deadlines are clamped to it (crypto/tls gives close_notify 5 s).
+// Only the first call counts.
+func (b *recordBatcher) startClose() {
+	b.dlMu.Lock()
+	defer b.dlMu.Unlock()
+	if b.closing.Load() {
+		return
+	}
+	b.closeBy = time.Now().Add(closeNotifyTimeout)
+	b.closing.Store(true)
+	_ = b.Conn.SetWriteDeadline(b.closeBy)
+}
+
+// SetWriteDeadline sets the socket's write deadline; once the link is
+// closing, no later than closeBy.
+func (b *recordBatcher) SetWriteDeadline(t time.Time) error {
+	b.dlMu.Lock()
+	defer b.dlMu.Unlock()
+	if b.closing.Load() && (t.IsZero() || t.After(b.closeBy)) {
+		t = b.closeBy
+	}
+	return b.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline sets both deadlines, the write one as SetWriteDeadline does.
+func (b *recordBatcher) SetDeadline(t time.Time) error {
+	if err := b.Conn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return b.SetWriteDeadline(t)
 }

@@ -35,6 +35,13 @@ func (d Direction) String() string {
 
 // Conn is an established, admitted link: a net.Conn that knows both
 // peers and who dialed. Its deadlines are clear when it is returned.
+//
+// Close returns within a fraction of a second whatever the remote does:
+// on TCP it sends the TLS close_notify if the socket takes it within
+// 200 ms, so a healthy remote reads a clean EOF, and otherwise (the remote
+// stopped reading and the send buffer is full) closes the socket without
+// it. Either way every Read and Write blocked on the link then returns
+// an error.
 type Conn interface {
 	net.Conn
 	LocalPeer() peer.ID

@@ -215,9 +215,9 @@ func (n *node) waitEvent(t *testing.T, kind string) event {
 
 func (n *node) stats() Stats { return n.up.stats.snapshot() }
 
-func dialCtx(t *testing.T) context.Context {
+func dialCtx(tb testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	t.Cleanup(cancel)
+	tb.Cleanup(cancel)
 	return ctx
 }
 

@@ -254,7 +254,7 @@ func (s *tlsSecurer) secureInbound(raw net.Conn) (Conn, error) {
 	// VerifyConnection accepted the certificate; take the key it proved.
 	remote, err := verifyCertificate(tc.ConnectionState().PeerCertificates, s.network, s.now())
 	if err != nil {
-		tc.Close()
+		closeTLS(tc, batch)
 		return nil, err
 	}
 	return newTLSConn(tc, batch, linkInfo{local: s.local, remote: remote, dir: Inbound, rtt: rtt}), nil
