@@ -65,6 +65,20 @@ func openBusy(t testing.TB, from *peerlink.ConnectionManager, to peer.ID, b *blo
 	return s
 }
 
+// busyPair connects a to b and leaves one of a's streams with b's
+// blocker handler busy on it.
+func busyPair(t testing.TB) (a, b *peerlink.ConnectionManager, bl *blocker) {
+	t.Helper()
+	a, b, bl = newManager(t), newManager(t), newBlocker()
+	t.Cleanup(bl.free)
+	if err := b.SetStreamHandler(blockProto, bl.handle); err != nil {
+		t.Fatal(err)
+	}
+	connect(t, a, b)
+	openBusy(t, a, b.ID(), bl)
+	return a, b, bl
+}
+
 // within runs f and fails the test if it has not returned after d.
 func within(t testing.TB, d time.Duration, what string, f func()) time.Duration {
 	t.Helper()
@@ -141,14 +155,7 @@ func TestDisconnectAndCloseFromHandlerReturn(t *testing.T) {
 }
 
 func TestDisconnectAndWaitWaitsForHandlers(t *testing.T) {
-	a, b := newManager(t), newManager(t)
-	bl := newBlocker()
-	defer bl.free()
-	if err := b.SetStreamHandler(blockProto, bl.handle); err != nil {
-		t.Fatal(err)
-	}
-	connect(t, a, b)
-	openBusy(t, a, b.ID(), bl)
+	a, b, bl := busyPair(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -509,14 +516,7 @@ func TestShutdownDrainsStreamsAndRefusesNewOnes(t *testing.T) {
 }
 
 func TestShutdownEndsWithContext(t *testing.T) {
-	a, b := newManager(t), newManager(t)
-	bl := newBlocker()
-	defer bl.free()
-	if err := b.SetStreamHandler(blockProto, bl.handle); err != nil {
-		t.Fatal(err)
-	}
-	connect(t, a, b)
-	openBusy(t, a, b.ID(), bl)
+	_, b, bl := busyPair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	var err error

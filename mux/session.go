@@ -410,11 +410,7 @@ func (s *Session) StartClose() {
 	s.teardown.Store(true)
 	s.mu.Lock()
 	s.closing = true
-	start := !s.closeStarted
-	if start {
-		s.closeStarted = true
-		s.running++
-	}
+	start := s.claimCloseLocked()
 	s.mu.Unlock()
 	s.cancel(ErrSessionClosed)
 	s.stopOpens()
@@ -829,11 +825,7 @@ func (s *Session) acceptLoop() {
 func (s *Session) acceptLoopDone() {
 	s.mu.Lock()
 	s.ended = true
-	start := !s.closeStarted
-	if start {
-		s.closeStarted = true
-		s.running++
-	}
+	start := s.claimCloseLocked()
 	s.mu.Unlock()
 	if start {
 		go s.closeYamux()
@@ -1180,4 +1172,16 @@ func (s *Session) release(st *Stream) {
 		}
 		s.sweepAt = max(minSweep, 2*s.lingering)
 	}
+}
+
+// claimCloseLocked reports whether the caller is the one to run
+// closeYamux (once per session), and if so counts its goroutine. s.mu
+// must be held.
+func (s *Session) claimCloseLocked() bool {
+	if s.closeStarted {
+		return false
+	}
+	s.closeStarted = true
+	s.running++
+	return true
 }
