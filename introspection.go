@@ -24,7 +24,7 @@ func (m *ConnectionManager) Status(id peer.ID) peer.Status {
 		return peer.StatusConnected
 	case r.dial != nil || !r.admitted.IsZero():
 		return peer.StatusConnecting
-	case r.closing != nil || r.link != nil:
+	case r.link != nil: // died, not yet detached
 		return peer.StatusDisconnecting
 	}
 	return peer.StatusDisconnected

@@ -165,14 +165,20 @@ func TestDisconnectAndWaitWaitsForHandlers(t *testing.T) {
 	if n := b.ConnectionCount(); n != 0 {
 		t.Fatalf("ConnectionCount after Disconnect = %d, want 0", n)
 	}
-	if st := b.Status(a.ID()); st != peer.StatusDisconnecting {
-		t.Fatalf("Status while the handler runs = %v, want disconnecting", st)
+	if st := b.Status(a.ID()); st != peer.StatusDisconnected {
+		t.Fatalf("Status after Disconnect, its handler still running = %v, want disconnected", st)
 	}
 	bl.free()
 	if err := b.Disconnect(a.ID()); !errors.Is(err, peerlink.ErrNotConnected) {
 		t.Fatalf("second Disconnect = %v, want ErrNotConnected", err)
 	}
-	pollUntil(t, "the link is gone", func() bool { return b.Status(a.ID()) == peer.StatusDisconnected })
+
+	// With the handler free, DisconnectAndWait returns once it has.
+	a2, b2, bl2 := busyPair(t)
+	bl2.free()
+	if err := b2.DisconnectAndWait(ctxT(t), a2.ID()); err != nil {
+		t.Fatalf("DisconnectAndWait: %v", err)
+	}
 }
 
 func TestThirdPeerConnectsWhileReplacedLinkHandlerIsBusy(t *testing.T) {

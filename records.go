@@ -27,7 +27,7 @@ type record struct {
 	hist peerstore.History
 	link *link // the open link, if any
 	// closing is the last link detached from the record whose handlers
-	// have not all returned (Status reports Disconnecting meanwhile).
+	// have not all returned; it keeps the record from being pruned.
 	closing  *link
 	dial     *dialCall // the dial in flight, if any
 	linkWait chan struct{}
