@@ -43,7 +43,6 @@ const (
 	DefaultBackoffRandomizationFactor = 0.5
 	DefaultBackoffMaxInterval         = 60 * time.Second
 	DefaultBackoffMaxElapsedTime      = 5 * time.Minute
-	maxAddrsPerPeer                   = 16
 )
 
 // TransportFunc builds the transport a manager dials and listens with. The

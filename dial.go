@@ -234,6 +234,13 @@ func (m *ConnectionManager) dialAddrs(ctx context.Context, r *record, call *dial
 		errs      []error
 		duplicate error
 	)
+	// startNext starts the next address, unless the dial is decided.
+	startNext := func() {
+		if !won && duplicate == nil && next < len(addrs) && ctx.Err() == nil {
+			start()
+			delay.Reset(m.cfg.DialAddrDelay)
+		}
+	}
 	for running > 0 {
 		select {
 		case a := <-results:
@@ -247,7 +254,7 @@ func (m *ConnectionManager) dialAddrs(ctx context.Context, r *record, call *dial
 				r.book.Add(a.addr, peerstore.SourceDialed, m.cfg.AddrTTL, now)
 				r.book.Succeeded(a.addr, now)
 				r.mu.Unlock()
-				l, linkErr = m.register(r, a.conn)
+				l, linkErr = m.register(a.conn)
 				if linkErr == nil {
 					call.resolve(l, nil)
 				}
@@ -266,16 +273,10 @@ func (m *ConnectionManager) dialAddrs(ctx context.Context, r *record, call *dial
 					duplicate = a.err
 				}
 				errs = append(errs, fmt.Errorf("%s: %w", a.addr, a.err))
-				if next < len(addrs) && ctx.Err() == nil && duplicate == nil {
-					start()
-					delay.Reset(m.cfg.DialAddrDelay)
-				}
+				startNext()
 			}
 		case <-delay.C():
-			if !won && duplicate == nil && next < len(addrs) && ctx.Err() == nil {
-				start()
-				delay.Reset(m.cfg.DialAddrDelay)
-			}
+			startNext()
 		}
 	}
 	switch {
@@ -285,8 +286,6 @@ func (m *ConnectionManager) dialAddrs(ctx context.Context, r *record, call *dial
 		return m.awaitInbound(ctx, r, duplicate)
 	case m.closed.Load():
 		return nil, ErrClosed
-	case len(errs) == 0:
-		return nil, fmt.Errorf("peerlink: dial %s: %w", r.id.ShortString(), ctx.Err())
 	}
 	return nil, fmt.Errorf("peerlink: dial %s: %w", r.id.ShortString(), errors.Join(errs...))
 }

@@ -155,12 +155,10 @@ func (m *ConnectionManager) AutoRecover(ctx context.Context) (int, error) {
 		if r.persistent && (l == nil || l.dead() || sick[id]) {
 			todo = append(todo, id)
 		}
-		if l != nil && sick[id] && r.persistent {
-			m.detachLocked(r, l, ReasonUnhealthy, errors.New("auto-recover: health check failed"))
-		}
+		closeIt := l != nil && sick[id] && r.persistent
 		r.mu.Unlock()
-		if l != nil && sick[id] && r.persistent {
-			l.startClose()
+		if closeIt {
+			m.closeLink(l, ReasonUnhealthy, errors.New("auto-recover: health check failed"))
 		}
 	}
 	var recovered atomic.Int64

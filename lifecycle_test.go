@@ -209,19 +209,9 @@ func TestThirdPeerConnectsWhileReplacedLinkHandlerIsBusy(t *testing.T) {
 	})
 	// b's events say a1's link was replaced, then a2's is up.
 	var seq []peerlink.Event
-	waitUntil(t, sub, "b reports the replacement", func() bool {
-		for {
-			select {
-			case ev := <-sub.C:
-				if ev.Peer == id.ID() {
-					seq = append(seq, ev)
-				}
-				continue
-			default:
-			}
-			return len(seq) >= 3
-		}
-	})
+	for len(seq) < 3 {
+		seq = append(seq, waitEvent(t, sub, func(ev peerlink.Event) bool { return ev.Peer == id.ID() }))
+	}
 	if seq[0].Type != peerlink.EventConnected || seq[1].Type != peerlink.EventDisconnected || seq[2].Type != peerlink.EventConnected {
 		t.Fatalf("events for the restarted peer = %v, want connected, disconnected, connected", seq)
 	}
@@ -235,9 +225,9 @@ func TestDisconnectFreesTheConnectionSlotAtOnce(t *testing.T) {
 	a := newManager(t, func(c *peerlink.Config) { c.MaxConnections = 1; c.MaxInboundConnections = 1 })
 	b, c := newManager(t), newManager(t)
 	for i := range 20 {
-		to, other := b, c
+		to := b
 		if i%2 == 1 {
-			to, other = c, b
+			to = c
 		}
 		if err := a.Connect(ctxT(t), to.AddrInfo()); err != nil {
 			t.Fatalf("round %d: Connect right after Disconnect: %v", i, err)
@@ -251,7 +241,6 @@ func TestDisconnectFreesTheConnectionSlotAtOnce(t *testing.T) {
 		if n := a.ConnectionCount(); n != 0 {
 			t.Fatalf("round %d: ConnectionCount after Disconnect = %d, want 0", i, n)
 		}
-		_ = other
 	}
 }
 

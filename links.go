@@ -47,10 +47,7 @@ type link struct {
 	closeReq  chan struct{} // closed by startClose
 	gone      chan struct{} // closed once the session ended and its handlers returned
 
-	// Under rec.mu.
-	detached bool
-	reason   DisconnectReason
-	err      error
+	detached bool // under rec.mu
 }
 
 func (l *link) dir() transport.Direction { return l.conn.Direction() }
@@ -88,21 +85,35 @@ func (m *ConnectionManager) closeLink(l *link, r DisconnectReason, err error) {
 	l.startClose()
 }
 
+// closeRecordLink detaches r's link, if it has one, with reason and err,
+// and starts closing it; it returns the link. It never waits.
+func (m *ConnectionManager) closeRecordLink(r *record, reason DisconnectReason, err error) *link {
+	r.mu.Lock()
+	l := r.link
+	if l != nil {
+		m.detachLocked(r, l, reason, err)
+	}
+	r.mu.Unlock()
+	if l != nil {
+		l.startClose()
+	}
+	return l
+}
+
 // detachLocked ends l's tenure as r's link, once: the link no longer
 // counts against any limit, the peer's history takes its figures, and
 // EventDisconnected is published while r.mu is held, so that per peer a
 // link's Disconnected always precedes the next link's Connected. A
 // persistent peer that lost its link for a reason other than a local
-// decision gets its reconnect loop. It reports whether it detached l.
-func (m *ConnectionManager) detachLocked(r *record, l *link, reason DisconnectReason, err error) bool {
+// decision gets its reconnect loop.
+func (m *ConnectionManager) detachLocked(r *record, l *link, reason DisconnectReason, err error) {
 	if l.detached {
-		return false
+		return
 	}
-	l.detached, l.reason, l.err = true, reason, err
+	l.detached = true
 	if r.link == l {
 		r.link = nil
 	}
-	r.closing = l
 	m.release(l.dir())
 	now := m.clock.Now()
 	st := l.sess.Stats()
@@ -122,7 +133,6 @@ func (m *ConnectionManager) detachLocked(r *record, l *link, reason DisconnectRe
 	default:
 		m.reconnectLocked(r)
 	}
-	return true
 }
 
 // release gives back a link's place in the connection limits.
@@ -133,12 +143,13 @@ func (m *ConnectionManager) release(dir transport.Direction) {
 	}
 }
 
-// register makes conn the peer's link, unless the open link wins the
-// tie-break, and starts its session and its owner. It never waits for
-// anything but the record's lock.
-func (m *ConnectionManager) register(r *record, conn transport.Conn) (*link, error) {
+// register makes conn the link of its peer's record (the live one: a
+// record removed while the link was on its way is not revived), unless
+// the open link wins the tie-break, and starts its session and its owner.
+// It never waits for anything but the record's lock.
+func (m *ConnectionManager) register(conn transport.Conn) (*link, error) {
 	dir := conn.Direction()
-	r.mu.Lock()
+	r := m.lockRecord(conn.RemotePeer())
 	if dir == transport.Inbound {
 		// This is the admitted link arriving, whatever becomes of it:
 		// nobody is to wait for it any longer.
@@ -151,7 +162,7 @@ func (m *ConnectionManager) register(r *record, conn transport.Conn) (*link, err
 		_ = conn.Close()
 		return nil, err
 	}
-	old := r.liveLink()
+	old := m.currentLink(r) // a dead one is detached first, to keep events in order
 	if old != nil && !m.keepNew(r, old, dir) {
 		r.mu.Unlock()
 		_ = conn.Close()
@@ -275,16 +286,9 @@ func (m *ConnectionManager) own(l *link) {
 	m.detachLocked(r, l, reason, err)
 	r.mu.Unlock()
 
+	// The record stays: it has a history now, and the pruner judges it.
 	_ = l.sess.Wait(context.Background())
 	close(l.gone)
-	r.mu.Lock()
-	if r.closing == l {
-		r.closing = nil
-	}
-	if !r.removed {
-		m.dropIfUnused(r)
-	}
-	r.mu.Unlock()
 }
 
 // isCleanClose reports whether a session ended because the remote closed
@@ -305,13 +309,14 @@ func (m *ConnectionManager) acceptLoop(ln transport.Listener) {
 			m.log.Debug().Err(err).Msg("accept")
 			continue
 		}
-		r := m.lockRecord(conn.RemotePeer())
-		r.mu.Unlock()
-		if _, err := m.register(r, conn); err != nil {
-			m.log.Debug().Err(err).Str("peer", conn.RemotePeer().ShortString()).Msg("inbound link not registered")
-			r.mu.Lock()
-			m.dropIfUnused(r)
-			r.mu.Unlock()
+		if _, err := m.register(conn); err != nil {
+			id := conn.RemotePeer()
+			m.log.Debug().Err(err).Str("peer", id.ShortString()).Msg("inbound link not registered")
+			if r, ok := m.peers.Get(id); ok {
+				r.mu.Lock()
+				m.dropIfUnused(r)
+				r.mu.Unlock()
+			}
 		}
 	}
 }
@@ -332,20 +337,13 @@ func (m *ConnectionManager) disconnect(id peer.ID) (*link, error) {
 	if m.closed.Load() {
 		return nil, ErrClosed
 	}
-	r, ok := m.peers.Get(id)
-	if !ok {
-		return nil, fmt.Errorf("%w: %s", ErrNotConnected, id.ShortString())
+	var l *link
+	if r, ok := m.peers.Get(id); ok {
+		l = m.closeRecordLink(r, ReasonLocal, nil)
 	}
-	r.mu.Lock()
-	l := r.link
-	if l != nil {
-		m.detachLocked(r, l, ReasonLocal, nil)
-	}
-	r.mu.Unlock()
 	if l == nil {
 		return nil, fmt.Errorf("%w: %s", ErrNotConnected, id.ShortString())
 	}
-	l.startClose()
 	return l, nil
 }
 

@@ -261,15 +261,7 @@ func (m *ConnectionManager) startClose() error {
 	err := m.closeListeners()
 	// A link registering after this pass sees closed and closes itself.
 	for _, r := range m.peers.Range {
-		r.mu.Lock()
-		l := r.link
-		if l != nil {
-			m.detachLocked(r, l, ReasonShutdown, nil)
-		}
-		r.mu.Unlock()
-		if l != nil {
-			l.startClose()
-		}
+		m.closeRecordLink(r, ReasonShutdown, nil)
 	}
 	m.wg.Wait()
 	m.events.close()
@@ -301,10 +293,17 @@ func (m *ConnectionManager) Shutdown(ctx context.Context) error {
 	lnErr := m.closeListeners()
 	// Stop reconnect loops and dials: nothing new is wanted.
 	m.cancel()
+	// A GoAway waits until its frame is written, which a stalled socket
+	// holds up for the session's write timeout: send them all at once,
+	// and wait for them only once the links are closed (which ends them).
+	var goAways sync.WaitGroup
+	defer goAways.Wait()
 	for _, l := range m.liveLinks() {
-		if err := l.sess.GoAway(); err != nil {
-			m.log.Debug().Err(err).Str("peer", l.peer.ShortString()).Msg("go away")
-		}
+		goAways.Go(func() {
+			if err := l.sess.GoAway(); err != nil {
+				m.log.Debug().Err(err).Str("peer", l.peer.ShortString()).Msg("go away")
+			}
+		})
 	}
 	// Poll as net/http does: links report no event when their last stream
 	// ends, and the poll ends within a few milliseconds of it.

@@ -22,13 +22,10 @@ import (
 type record struct {
 	id peer.ID
 
-	mu   sync.Mutex
-	book peerstore.AddrBook
-	hist peerstore.History
-	link *link // the open link, if any
-	// closing is the last link detached from the record whose handlers
-	// have not all returned; it keeps the record from being pruned.
-	closing  *link
+	mu       sync.Mutex
+	book     peerstore.AddrBook
+	hist     peerstore.History
+	link     *link     // the open link, if any
 	dial     *dialCall // the dial in flight, if any
 	linkWait chan struct{}
 	// admitted is when an inbound link from the peer passed admission; the
@@ -69,18 +66,10 @@ func (r *record) nextLink() <-chan struct{} {
 	return r.linkWait
 }
 
-// liveLink returns the record's link if it is open. r.mu must be held.
-func (r *record) liveLink() *link {
-	if l := r.link; l != nil && !l.dead() {
-		return l
-	}
-	return nil
-}
-
 // busy reports whether the record has a link, a dial or an admitted link
 // on its way, or is kept connected. r.mu must be held.
 func (r *record) busy() bool {
-	return r.link != nil || r.closing != nil || r.dial != nil || !r.admitted.IsZero() || r.persistent || r.reconnecting
+	return r.link != nil || r.dial != nil || !r.admitted.IsZero() || r.persistent || r.reconnecting
 }
 
 // AddPeer records a peer's addresses in the address book without dialing.
@@ -145,7 +134,7 @@ func (m *ConnectionManager) lockRecord(id peer.ID) *record {
 // knocked (a refused inbound link, an OpenStream to an unknown peer)
 // would wait for the pruner. r.mu must be held.
 func (m *ConnectionManager) dropIfUnused(r *record) {
-	if r.busy() || r.book.Len() > 0 || r.hist.Snapshot(r.lastActive).Links > 0 {
+	if r.removed || r.busy() || r.book.Len() > 0 || r.hist.Snapshot(r.lastActive).Links > 0 {
 		return
 	}
 	m.removeLocked(r)
@@ -229,7 +218,7 @@ func (m *ConnectionManager) PruneRecords() int {
 			r.admitted = time.Time{}
 		}
 		if !r.book.HasDialable(now) && peerstore.Prunable(peerstore.PruneInput{
-			Connected:  r.link != nil || r.closing != nil || !r.admitted.IsZero(),
+			Connected:  r.link != nil || !r.admitted.IsZero(),
 			Dialing:    r.dial != nil || r.reconnecting,
 			Persistent: r.persistent,
 			LastActive: r.lastActive,
