@@ -30,7 +30,8 @@ const (
 	DefaultMaxStreams       = 8192
 	DefaultTargetBandwidth  = 12_500_000 // bytes/s: 100 Mbit/s
 	DefaultMaxStreamWindow  = 16 << 20
-	DefaultPeerMemoryBudget = 64 << 20
+	DefaultPeerMemoryBudget = 135 << 20 // 256 streams at the minimum window: 256 × mux.StreamMemory(256 KiB)
+	DefaultNodeMemoryBudget = 1 << 30
 
 	DefaultDialAddrDelay   = 250 * time.Millisecond
 	DefaultDialAddrTimeout = 10 * time.Second
@@ -152,10 +153,19 @@ type Config struct {
 	// streams past it are reset. 0 means unlimited. Default 256.
 	MaxStreamsPerPeer int
 
-	// MaxStreams caps the streams open across all peers, both directions.
-	// Like the per-peer limit it keeps ReservedStreams' share for high and
-	// critical streams. 0 means unlimited. Default 8192.
-	MaxStreams int
+	// MaxStreams caps the streams open across all peers: 0 means
+	// unlimited; default 8192. It is split in two budgets that do not
+	// touch each other, so that remotes cannot take what the node needs
+	// for its own streams: MaxInboundStreams for streams remotes open
+	// (half of MaxStreams if 0), counted once their header has arrived,
+	// of which one peer may hold at most a quarter; and
+	// MaxOutboundStreams for the node's own (the other half if 0), which
+	// keeps ReservedStreams' share for high and critical streams.
+	// Inbound streams past their budget are reset; OpenStream waits for a
+	// slot (or fails, FailFastStreams).
+	MaxStreams         int
+	MaxInboundStreams  int
+	MaxOutboundStreams int
 
 	// ReservedStreams is the share of each stream limit (per peer and
 	// global) that only high and critical streams may take, so bulk
@@ -194,12 +204,18 @@ type Config struct {
 	// stream can then use TargetBandwidth across the link instead of 256
 	// KiB ÷ RTT (2.5 MiB/s at 100 ms). A window is also what a peer can
 	// make this node buffer on a stream nobody reads, so the peer's stream
-	// limit is lowered until window × streams fits PeerMemoryBudget: a
-	// long link gets fewer, faster streams. TargetBandwidth < 0 keeps the
-	// 256 KiB minimum; PeerMemoryBudget < 0 sets no budget.
+	// limit is lowered until its streams fit PeerMemoryBudget (135 MiB),
+	// counted in the bytes a stream's receive buffer can really take,
+	// which is twice its window (see mux.StreamMemory: 256 streams at the
+	// 256 KiB minimum): a long link gets fewer, faster streams.
+	// NodeMemoryBudget (1 GiB) bounds the same bytes over all links; a
+	// stream that does not fit it is refused (reset if inbound,
+	// mux.ErrMemoryBudget from OpenStream). TargetBandwidth < 0 keeps the
+	// 256 KiB minimum; a budget < 0 sets none.
 	TargetBandwidth  int64
 	MaxStreamWindow  uint32
 	PeerMemoryBudget int64
+	NodeMemoryBudget int64
 
 	// NotSentLowat is TCP_NOTSENT_LOWAT on Linux TCP links (32 KiB): the
 	// kernel then holds at most that much unsent data, so the order the
@@ -291,6 +307,7 @@ func DefaultConfig() Config {
 		TargetBandwidth:       DefaultTargetBandwidth,
 		MaxStreamWindow:       DefaultMaxStreamWindow,
 		PeerMemoryBudget:      DefaultPeerMemoryBudget,
+		NodeMemoryBudget:      DefaultNodeMemoryBudget,
 		StreamHeaderTimeout:   DefaultStreamHeaderTimeout,
 		Health:                health.DefaultConfig(),
 		Breaker:               breaker.DefaultSettings(),
@@ -338,6 +355,8 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"MaxInboundConnections", cfg.MaxInboundConnections},
 		{"MaxStreamsPerPeer", cfg.MaxStreamsPerPeer},
 		{"MaxStreams", cfg.MaxStreams},
+		{"MaxInboundStreams", cfg.MaxInboundStreams},
+		{"MaxOutboundStreams", cfg.MaxOutboundStreams},
 		{"MaxQueuedBytes", cfg.MaxQueuedBytes},
 		{"MaxQueuedWrites", cfg.MaxQueuedWrites},
 	}
@@ -460,4 +479,27 @@ func (cfg Config) muxConfig(log zerolog.Logger) mux.Config {
 	mc.KeepAliveInterval = cfg.Health.Interval
 	mc.Logger = log
 	return mc
+}
+
+// nodeLimits returns the node-wide stream and memory budgets, or nil if
+// there are none.
+func (cfg Config) nodeLimits() *mux.NodeLimits {
+	in, out := cfg.MaxInboundStreams, cfg.MaxOutboundStreams
+	if cfg.MaxStreams > 0 {
+		if in == 0 {
+			in = max(cfg.MaxStreams/2, 1)
+		}
+		if out == 0 {
+			out = max(cfg.MaxStreams-in, 1)
+		}
+	}
+	mem := max(cfg.NodeMemoryBudget, 0)
+	if in == 0 && out == 0 && mem == 0 {
+		return nil
+	}
+	reserved := cfg.ReservedStreams
+	if reserved > 0 && cfg.MaxStreamsPerPeer > 0 { // the same fraction as per peer
+		reserved = (out*reserved + cfg.MaxStreamsPerPeer - 1) / cfg.MaxStreamsPerPeer
+	}
+	return mux.NewNodeLimits(in, out, mux.ReservedSlots(out, reserved), mem)
 }

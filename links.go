@@ -258,12 +258,7 @@ func (m *ConnectionManager) linkMuxConfig(conn transport.Conn) mux.Config {
 	if m.cfg.TargetBandwidth > 0 {
 		mc.StreamWindow = streamWindow(conn.HandshakeRTT(), m.cfg.TargetBandwidth, m.cfg.MaxStreamWindow)
 	}
-	if m.cfg.PeerMemoryBudget > 0 {
-		mc.MaxStreams = streamCap(mc.MaxStreams, max(mc.StreamWindow, minStreamWindow), m.cfg.PeerMemoryBudget)
-		if mc.ReservedStreams > mc.MaxStreams {
-			mc.ReservedStreams = 0 // back to 10% of the lowered limit
-		}
-	}
+	mc.MemoryBudget = max(m.cfg.PeerMemoryBudget, 0) // the session fits its stream limit to it
 	return mc
 }
 

@@ -88,13 +88,7 @@ func New(cfg Config) (*ConnectionManager, error) {
 	m.log = cfg.Logger.With().Str("component", "peerlink").Str("self", m.id.ShortString()).Logger()
 	m.muxCfg = cfg.muxConfig(m.log)
 	m.muxCfg.OnHandlerPanic = func(peer.ID, string, any) { m.panics.Add(1) }
-	if cfg.MaxStreams > 0 {
-		reserved := cfg.ReservedStreams
-		if reserved > 0 && cfg.MaxStreamsPerPeer > 0 { // the same fraction as per peer
-			reserved = (cfg.MaxStreams*reserved + cfg.MaxStreamsPerPeer - 1) / cfg.MaxStreamsPerPeer
-		}
-		m.muxCfg.GlobalSlots = mux.NewSlotPool(cfg.MaxStreams, mux.ReservedSlots(cfg.MaxStreams, reserved))
-	}
+	m.muxCfg.Node = cfg.nodeLimits()
 	if err := m.newBreakers(); err != nil {
 		return nil, err
 	}

@@ -83,7 +83,7 @@ func TestMixedPriorityStreamsIntact(t *testing.T) {
 
 func TestGlobalStreamLimitAndStats(t *testing.T) {
 	a := newManager(t, func(c *peerlink.Config) {
-		c.MaxStreams, c.ReservedStreams, c.FailFastStreams = 3, -1, true
+		c.MaxOutboundStreams, c.ReservedStreams, c.FailFastStreams = 3, -1, true
 	})
 	b, c := newManager(t), newManager(t)
 	withEcho(b, t)
@@ -179,7 +179,7 @@ func TestStreamWindowSizedFromRTT(t *testing.T) {
 	if stats.Window < 900<<10 || stats.Window > 1300<<10 {
 		t.Errorf("window %d KiB for a 40 ms link, want about 1 MB", stats.Window>>10)
 	}
-	if want := int(peerlink.DefaultPeerMemoryBudget / int64(stats.Window)); stats.Limit != want {
-		t.Errorf("stream limit %d, want %d (the budget over the window)", stats.Limit, want)
+	if want := int(peerlink.DefaultPeerMemoryBudget / mux.StreamMemory(stats.Window)); stats.Limit != want {
+		t.Errorf("stream limit %d, want %d (the budget over what a stream can hold)", stats.Limit, want)
 	}
 }

@@ -29,17 +29,3 @@ func streamWindow(rtt time.Duration, targetBandwidth int64, maxWindow uint32) ui
 	w := uint64(2*bdp+windowAlign-1) / windowAlign * windowAlign
 	return uint32(min(max(w, minStreamWindow), uint64(max(maxWindow, minStreamWindow))))
 }
-
-// streamCap returns how many streams a link with the given window may
-// have open: limit (0 = unlimited), lowered so that window × streams fits
-// the budget (0 = no budget), and never below one.
-func streamCap(limit int, window uint32, budget int64) int {
-	if budget <= 0 {
-		return limit
-	}
-	fit := int(max(budget/int64(window), 1))
-	if limit == 0 || fit < limit {
-		return fit
-	}
-	return limit
-}

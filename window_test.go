@@ -25,22 +25,3 @@ func TestStreamWindow(t *testing.T) {
 		}
 	}
 }
-
-func TestStreamCap(t *testing.T) {
-	for _, tc := range []struct {
-		limit  int
-		window uint32
-		budget int64
-		want   int
-	}{
-		{256, 256 << 10, 64 << 20, 256}, // the defaults fit exactly
-		{256, 2496 << 10, 64 << 20, 26}, // a long link: fewer streams
-		{0, 1 << 20, 64 << 20, 64},      // unlimited streams still fit the budget
-		{256, 16 << 20, 1 << 20, 1},     // never below one
-		{256, 16 << 20, 0, 256},         // no budget
-	} {
-		if got := streamCap(tc.limit, tc.window, tc.budget); got != tc.want {
-			t.Errorf("streamCap(%d, %d, %d) = %d, want %d", tc.limit, tc.window, tc.budget, got, tc.want)
-		}
-	}
-}

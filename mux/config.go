@@ -27,25 +27,35 @@ type Config struct {
 	// MaxStreams, rounded up (26 of 256; 1 of 2); -1 means none; any other
 	// value is the count, at most MaxStreams.
 	//
-	// Inbound streams are checked against the whole MaxStreams: their
-	// priority is in the stream header, which is read only after the
-	// stream is accepted, and reading it would cost a goroutine the check
-	// is there to save.
+	// Inbound streams are checked against the whole MaxStreams: the slot
+	// is taken at the stream's SYN, before yamux or any goroutine sees the
+	// stream, and its priority is in the stream header, which comes
+	// later. (Node-wide, inbound streams have a pool of their own, see
+	// NodeLimits, and never touch the outbound pool's reserved share.)
 	ReservedStreams int
 
 	// FailFastStreams makes OpenStream fail at once with ErrStreamLimit
-	// when no slot is free (in this session or in GlobalSlots). By
+	// when no slot is free (in this session or in Node). By
 	// default it waits, bounded by its context, and waiters are served
 	// highest priority first, in arrival order within a priority.
 	FailFastStreams bool
 
-	// GlobalSlots, if set, is a stream slot pool shared by several
-	// sessions (a node-wide stream limit). Every stream, inbound and
-	// outbound, also takes a slot from it, and gives it back when it
-	// gives back its session slot. OpenStream waits for it as for a
-	// session slot; an inbound stream that finds it full is reset with
-	// code 2.
-	GlobalSlots *SlotPool
+	// Node, if set, holds the budgets the node's sessions share (see
+	// NodeLimits): inbound and outbound stream slots apart, and memory for
+	// stream buffers. An outbound stream takes a slot of Node.Outbound as
+	// it takes its session slot (OpenStream waits for it the same way);
+	// an inbound stream takes a slot of Node.Inbound once its header has
+	// arrived, and is reset with code 2 if none is free or its session
+	// already holds Node.PeerInbound. Every stream is charged
+	// StreamMemory(StreamWindow) of the memory budget while it holds its
+	// session slot; a stream that does not fit is refused (code 2 for an
+	// inbound one, ErrMemoryBudget for OpenStream).
+	Node *NodeLimits
+	// MemoryBudget bounds, in bytes, what the remote can make this session
+	// hold in stream receive buffers: MaxStreams is lowered (to at least
+	// 1) until MaxStreams × StreamMemory(StreamWindow) fits. 0 means no
+	// budget.
+	MemoryBudget int64
 
 	// ChunkSize is the largest piece of a Write that goes out in one turn
 	// of the session's write scheduler, counted on the wire: a chunk is
@@ -258,6 +268,8 @@ func (c Config) normalize() (Config, error) {
 		return bad("MaxQueuedBytes", c.MaxQueuedBytes, "must be >= 0")
 	case c.MaxQueuedWrites < 0:
 		return bad("MaxQueuedWrites", c.MaxQueuedWrites, "must be >= 0")
+	case c.MemoryBudget < 0:
+		return bad("MemoryBudget", c.MemoryBudget, "must be >= 0 (0 = none)")
 	}
 	if c.PriorityWeights != ([NumPriorities]uint32{}) {
 		for _, w := range c.PriorityWeights {
@@ -267,6 +279,18 @@ func (c Config) normalize() (Config, error) {
 		}
 	} else {
 		c.PriorityWeights = defaultPriorityWeights
+	}
+	if c.StreamWindow == 0 {
+		c.StreamWindow = DefaultStreamWindow
+	}
+	if c.MemoryBudget > 0 {
+		fit := int(max(c.MemoryBudget/StreamMemory(c.StreamWindow), 1))
+		if c.MaxStreams == 0 || fit < c.MaxStreams {
+			c.MaxStreams = fit
+			if c.ReservedStreams > c.MaxStreams {
+				c.ReservedStreams = 0 // back to 10% of the lowered limit
+			}
+		}
 	}
 	c.ReservedStreams = ReservedSlots(c.MaxStreams, c.ReservedStreams)
 	if c.ChunkSize == 0 {

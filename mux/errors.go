@@ -48,6 +48,19 @@ var (
 	// ErrHandlerFailed: the remote's handler for the stream panicked (it
 	// reset the stream with code 6).
 	ErrHandlerFailed = errors.New("mux: stream handler failed")
+	// ErrReceiverGone: data was sent on a stream whose remote end had
+	// stopped reading it (its handler had returned); the remote reset the
+	// stream with code 7 and discarded the data.
+	ErrReceiverGone = errors.New("mux: stream's receiver is gone")
+	// ErrProtocolViolation: the remote broke the protocol in a way that
+	// costs this side resources (data for streams it was told were reset,
+	// far beyond what could have been in flight; a stream ID opened twice;
+	// a flood of pings); the session was ended.
+	ErrProtocolViolation = errors.New("mux: protocol violation")
+	// ErrMemoryBudget: a stream could not be opened because the node's
+	// memory budget for stream buffers (NodeLimits) is spent. Errors that
+	// wrap it also wrap ErrStreamLimit.
+	ErrMemoryBudget = errors.New("mux: stream memory budget spent")
 )
 
 // ResetCode is the reason a stream was reset. peerlink carries it in the
@@ -72,10 +85,14 @@ const (
 	ResetGoingAway ResetCode = 5
 	// ResetHandlerFailed: the acceptor's handler panicked.
 	ResetHandlerFailed ResetCode = 6
+	// ResetReceiverGone: data arrived for a stream whose acceptor had
+	// stopped reading it (its handler had returned); the data was
+	// discarded.
+	ResetReceiverGone ResetCode = 7
 
 	// NumResetCodes is the number of known codes; SessionStats counts
 	// resets in arrays of this size, indexed by code.
-	NumResetCodes = 7
+	NumResetCodes = 8
 )
 
 // String returns the code's name.
@@ -95,6 +112,8 @@ func (c ResetCode) String() string {
 		return "going away"
 	case ResetHandlerFailed:
 		return "handler failed"
+	case ResetReceiverGone:
+		return "receiver gone"
 	}
 	return fmt.Sprintf("reset code %d", uint32(c))
 }
@@ -120,6 +139,8 @@ func (c ResetCode) sentinel() error {
 		return ErrGoAway
 	case ResetHandlerFailed:
 		return ErrHandlerFailed
+	case ResetReceiverGone:
+		return ErrReceiverGone
 	}
 	return nil
 }

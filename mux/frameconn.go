@@ -91,6 +91,7 @@ type frameConn struct {
 	rstSent [NumResetCodes]atomic.Uint64
 
 	tracker frameTracker // used only by Read: yamux's one recv goroutine
+	rx      rxState      // what Read owes yamux besides the link's bytes
 
 	// Read-ahead (plain TCP links only); used only by Read.
 	readAhead    bool
@@ -100,7 +101,7 @@ type frameConn struct {
 	raErr        error // returned with the buffer's last bytes
 
 	// sent, if set, is called under the write lock for each frame yamux
-	// writes that carries SYN or RST, before it is written.
+	// writes that carries SYN, FIN or RST, before it is written.
 	sent func(id uint32, flags uint16)
 
 	// Refusals after a local GoAway. yamux answers every SYN that
@@ -158,18 +159,6 @@ var monoBase = time.Now()
 // lastRead returns when bytes last arrived (or the conn was made).
 func (c *frameConn) lastRead() time.Time {
 	return monoBase.Add(time.Duration(c.lastIn.Load()))
-}
-
-// Read reads from the link, counts the bytes, notes the time and feeds
-// them to the tracker.
-func (c *frameConn) Read(p []byte) (int, error) {
-	n, err := c.read(p)
-	if n > 0 {
-		c.in.Add(uint64(n))
-		c.lastIn.Store(int64(time.Since(monoBase)))
-		c.tracker.feed(p[:n])
-	}
-	return n, err
 }
 
 // readAheadSize is the read-ahead buffer of a plain TCP link.
@@ -349,13 +338,13 @@ func (c *frameConn) flushPending() error {
 }
 
 // noteSent counts b, a 12-byte window update frame about to be written,
-// if it carries RST, and tells sent of a SYN or RST.
+// if it carries RST, and tells sent of a SYN, FIN or RST.
 func (c *frameConn) noteSent(b []byte) {
 	flags := binary.BigEndian.Uint16(b[2:4])
 	if flags&flagRST != 0 {
 		c.rstSent[ResetCode(binary.BigEndian.Uint32(b[8:12])).bucket()].Add(1)
 	}
-	if flags&(flagSYN|flagRST) != 0 && c.sent != nil {
+	if flags&(flagSYN|flagFIN|flagRST) != 0 && c.sent != nil {
 		c.sent(binary.BigEndian.Uint32(b[4:8]), flags)
 	}
 }
@@ -525,91 +514,4 @@ func (c *frameConn) injectRST(id uint32, code ResetCode) error {
 	c.noteSent(f[:])
 	_, err := c.writeRaw(f[:])
 	return err
-}
-
-// frameTracker follows yamux frame boundaries in the bytes read from the
-// link and reports every data or window update frame that carries FIN or
-// RST, to onCredit every window update but RSTs (its delta) and data
-// frames that carry SYN (delta 0), to onSYN every stream opened, and to
-// onGoAway every GoAway. It never fails: on bytes that cannot be yamux
-// frames (bad version or type) it stops tracking and leaves yamux to
-// report the protocol error, which ends the session.
-type frameTracker struct {
-	hdr    [frameHeaderLen]byte
-	n      int    // header bytes collected in hdr
-	skip   uint32 // data frame body bytes still to pass over
-	broken bool
-
-	// onFrame gets the stream ID, flags, and for a window update with RST
-	// the code (its length field); 0 otherwise.
-	onFrame func(id uint32, flags uint16, code uint32)
-	// onCredit gets the stream ID, flags and window delta.
-	onCredit func(id uint32, flags uint16, delta uint32)
-	// onSYN gets the ID of each stream the remote opens (a frame with
-	// SYN); onGoAway the code of each GoAway frame.
-	onSYN    func(id uint32)
-	onGoAway func(code uint32)
-}
-
-func (t *frameTracker) feed(p []byte) {
-	for len(p) > 0 && !t.broken {
-		if t.skip > 0 {
-			k := uint32(len(p))
-			if k > t.skip {
-				k = t.skip
-			}
-			t.skip -= k
-			p = p[k:]
-			continue
-		}
-		if t.n == 0 && len(p) >= frameHeaderLen {
-			t.frame(p[:frameHeaderLen])
-			p = p[frameHeaderLen:]
-			continue
-		}
-		k := copy(t.hdr[t.n:], p)
-		t.n += k
-		p = p[k:]
-		if t.n == frameHeaderLen {
-			t.n = 0
-			t.frame(t.hdr[:])
-		}
-	}
-}
-
-func (t *frameTracker) frame(h []byte) {
-	if h[0] != frameVersion || h[1] > typeGoAway {
-		t.broken = true
-		return
-	}
-	flags := binary.BigEndian.Uint16(h[2:4])
-	length := binary.BigEndian.Uint32(h[8:12])
-	if flags&flagSYN != 0 && h[1] <= typeWindowUpdate && t.onSYN != nil {
-		t.onSYN(binary.BigEndian.Uint32(h[4:8]))
-	}
-	switch h[1] {
-	case typeData:
-		t.skip = length
-		if flags&flagSYN != 0 && t.onCredit != nil {
-			t.onCredit(binary.BigEndian.Uint32(h[4:8]), flags, 0)
-		}
-		if flags&(flagFIN|flagRST) != 0 && t.onFrame != nil {
-			t.onFrame(binary.BigEndian.Uint32(h[4:8]), flags, 0)
-		}
-	case typeWindowUpdate:
-		if flags&flagRST == 0 && t.onCredit != nil {
-			t.onCredit(binary.BigEndian.Uint32(h[4:8]), flags, length)
-		}
-		if flags&(flagFIN|flagRST) != 0 && t.onFrame != nil {
-			var code uint32
-			if flags&flagRST != 0 {
-				code = length
-			}
-			t.onFrame(binary.BigEndian.Uint32(h[4:8]), flags, code)
-		}
-	case typeGoAway:
-		if t.onGoAway != nil {
-			t.onGoAway(length)
-		}
-	}
 }

@@ -39,11 +39,14 @@ type Handler func(s *Stream)
 type SessionStats struct {
 	StreamsOpened    uint64 // outbound streams opened by OpenStream
 	StreamsAccepted  uint64 // inbound streams handed to a handler
-	OpenLimited      uint64 // OpenStream calls failed for want of a local stream slot (ErrStreamLimit)
-	LimitRefusals    uint64 // inbound streams reset because MaxStreams was reached (code 2)
+	OpenLimited      uint64 // OpenStream calls failed for want of a local stream slot or memory (ErrStreamLimit)
+	LimitRefusals    uint64 // inbound streams reset for want of a stream slot or memory (code 2)
+	BudgetRefusals   uint64 // of LimitRefusals, those for want of memory (NodeLimits)
 	UnknownProtocol  uint64 // inbound streams reset for want of a handler (code 1)
 	MalformedHeaders uint64 // inbound streams reset for a malformed or late header (code 3)
 	HandlerPanics    uint64 // handlers that panicked (their streams reset with code 6)
+	JunkBytes        uint64 // data bytes dropped for streams that were reset, refused or closed
+	PingsUnanswered  uint64 // the remote's pings dropped because answers were piling up
 
 	// RST frames written and read, indexed by ResetCode. Index 0 counts
 	// resets without a peerlink code: yamux's own (accept backlog full,
@@ -66,6 +69,8 @@ type Session struct {
 	log           zerolog.Logger
 	sched         *scheduler
 	slots         *SlotPool // this session's stream slots (MaxStreams, ReservedStreams)
+	guard         guard     // what the remote may send, frame by frame (guard.go)
+	streamMem     int64     // what each stream is charged in NodeLimits' memory budget
 
 	mu        sync.Mutex
 	streams   map[uint32]*Stream // open streams, and closed ones kept to learn of a late FIN/RST
@@ -75,9 +80,13 @@ type Session struct {
 	earlyNext int
 	inbound   int
 	outbound  int
-	acks      []uint32  // streams whose coded RST we are to acknowledge
-	ackBusy   bool      // an ack goroutine is running
-	ping      *pingCall // the yamux ping in flight, shared by PingContext callers
+	acks      []ctrlRST // resets to send: acknowledgements and refusals
+	ackBusy   bool      // a control goroutine is running (sendControl)
+	// Inbound streams admitted at their SYN (slot and memory taken) that
+	// the accept loop has not taken yet, with the memory charged.
+	synAdmitted map[uint32]int64
+	nodeIn      int       // NodeLimits.Inbound slots held by this session's streams
+	ping        *pingCall // the yamux ping in flight, shared by PingContext callers
 
 	// The session's goroutines (see Wait). running counts them: the
 	// accept loop, handlers (also counted in handlers), the open, ack and
@@ -113,6 +122,7 @@ type Session struct {
 	streamErr  error // what stream operations return once it ended
 
 	opened, accepted, openLimited, limitRefused, unknownProto, malformed, panics atomic.Uint64
+	budgetRefused, junk                                                          atomic.Uint64
 	rstRecv                                                                      [NumResetCodes]atomic.Uint64
 }
 
@@ -147,17 +157,18 @@ func NewSession(conn net.Conn, local, remote peer.ID, client bool, cfg Config, r
 		route = func(string) Handler { return nil }
 	}
 	s := &Session{
-		cfg:     cfg,
-		local:   local,
-		remote:  remote,
-		route:   route,
-		sched:   newScheduler(cfg),
-		slots:   NewSlotPool(cfg.MaxStreams, cfg.ReservedStreams),
-		streams: make(map[uint32]*Stream),
-		sweepAt: minSweep,
-		idle:    make(chan struct{}),
-		noOpen:  make(chan struct{}),
-		done:    make(chan struct{}),
+		cfg:         cfg,
+		local:       local,
+		remote:      remote,
+		route:       route,
+		sched:       newScheduler(cfg),
+		slots:       NewSlotPool(cfg.MaxStreams, cfg.ReservedStreams),
+		streams:     make(map[uint32]*Stream),
+		synAdmitted: make(map[uint32]int64),
+		sweepAt:     minSweep,
+		idle:        make(chan struct{}),
+		noOpen:      make(chan struct{}),
+		done:        make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	short := remote.ShortString()
@@ -169,7 +180,13 @@ func NewSession(conn net.Conn, local, remote peer.ID, client bool, cfg Config, r
 	s.fc = newFrameConn(conn, s.onFrame)
 	s.fc.tracker.onCredit = s.sched.credit
 	s.fc.tracker.onGoAway = s.onGoAway
-	s.fc.sent = s.sched.sent
+	s.fc.tracker.admit = s.inspect
+	s.guard.init(cfg.StreamWindow)
+	s.streamMem = StreamMemory(cfg.StreamWindow)
+	s.fc.sent = func(id uint32, flags uint16) {
+		s.sched.sent(id, flags)
+		s.guard.noteOut(id, flags)
+	}
 	ycfg := cfg.yamuxConfig(ylog)
 	// yamux's recv goroutine may deliver a frame (onFrame, which may start
 	// an ack goroutine reading s.ys) before yamux.Client returns: s.mu
@@ -283,6 +300,9 @@ func (s *Session) Stats() SessionStats {
 		StreamsAccepted:  s.accepted.Load(),
 		OpenLimited:      s.openLimited.Load(),
 		LimitRefusals:    s.limitRefused.Load(),
+		BudgetRefusals:   s.budgetRefused.Load(),
+		JunkBytes:        s.junk.Load(),
+		PingsUnanswered:  uint64(s.pingsDropped()),
 		UnknownProtocol:  s.unknownProto.Load(),
 		MalformedHeaders: s.malformed.Load(),
 		HandlerPanics:    s.panics.Load(),
@@ -606,11 +626,12 @@ func (s *Session) OpenStream(ctx context.Context, protocol string, prio Priority
 	if err := s.noOpenErr(); err != nil {
 		return nil, err
 	}
-	if err := s.takeSlots(ctx, prio); err != nil {
+	mem, err := s.takeSlots(ctx, prio)
+	if err != nil {
 		return nil, err
 	}
 	if err := s.noOpenErr(); err != nil {
-		s.giveSlots()
+		s.giveSlots(nil, true, mem)
 		return nil, err
 	}
 	s.mu.Lock()
@@ -622,10 +643,11 @@ func (s *Session) OpenStream(ctx context.Context, protocol string, prio Priority
 		s.mu.Lock()
 		s.outbound--
 		s.mu.Unlock()
-		s.giveSlots()
+		s.giveSlots(nil, true, mem)
 		return nil, s.mapOpenErr(err)
 	}
 	st := newStream(s, ys, false, prio)
+	st.mem = mem
 	st.protocol = protocol
 	st.hdr = appendStreamHeader(make([]byte, 0, headerFixedLen+len(protocol)), prio, protocol)
 	s.mu.Lock()
@@ -636,34 +658,45 @@ func (s *Session) OpenStream(ctx context.Context, protocol string, prio Priority
 	return st, nil
 }
 
-// takeSlots takes a stream slot of the session, then of GlobalSlots, for
-// an outbound stream at prio: at once or failing (FailFastStreams), or
-// waiting in priority order until ctx ends or the session does.
-func (s *Session) takeSlots(ctx context.Context, prio Priority) error {
-	g := s.cfg.GlobalSlots
+// takeSlots takes a stream slot of the session, then of the node's
+// outbound pool and the stream's memory (Config.Node), for an outbound
+// stream at prio: at once or failing (FailFastStreams), or waiting in
+// priority order until ctx ends or the session does. It returns the
+// memory charged.
+func (s *Session) takeSlots(ctx context.Context, prio Priority) (int64, error) {
+	n := s.cfg.Node
 	if s.cfg.FailFastStreams {
 		if !s.slots.TryAcquire(prio) {
 			s.openLimited.Add(1)
-			return fmt.Errorf("%w: %d streams open (MaxStreams %d, %d reserved for high and critical)",
+			return 0, fmt.Errorf("%w: %d streams open (MaxStreams %d, %d reserved for high and critical)",
 				ErrStreamLimit, s.slots.InUse(), s.cfg.MaxStreams, s.cfg.ReservedStreams)
 		}
-		if g != nil && !g.TryAcquire(prio) {
+		if n != nil && !n.Outbound.TryAcquire(prio) {
 			s.slots.Release()
 			s.openLimited.Add(1)
-			return fmt.Errorf("%w: global slot pool full (%d in use)", ErrStreamLimit, g.InUse())
+			return 0, fmt.Errorf("%w: the node's outbound streams are all in use (%d)", ErrStreamLimit, n.Outbound.InUse())
 		}
-		return nil
-	}
-	if err := s.slots.acquire(ctx, prio, s.noOpen); err != nil {
-		return s.slotWaitErr(ctx, err, "")
-	}
-	if g != nil {
-		if err := g.acquire(ctx, prio, s.noOpen); err != nil {
-			s.slots.Release()
-			return s.slotWaitErr(ctx, err, " in the global pool")
+	} else {
+		if err := s.slots.acquire(ctx, prio, s.noOpen); err != nil {
+			return 0, s.slotWaitErr(ctx, err, "")
+		}
+		if n != nil {
+			if err := n.Outbound.acquire(ctx, prio, s.noOpen); err != nil {
+				s.slots.Release()
+				return 0, s.slotWaitErr(ctx, err, " in the node's outbound pool")
+			}
 		}
 	}
-	return nil
+	if n == nil {
+		return 0, nil
+	}
+	if !n.reserve(s.streamMem) {
+		s.slots.Release()
+		n.Outbound.Release()
+		s.openLimited.Add(1)
+		return 0, n.memErr(s.streamMem)
+	}
+	return s.streamMem, nil
 }
 
 func (s *Session) slotWaitErr(ctx context.Context, err error, where string) error {
@@ -679,7 +712,6 @@ func (s *Session) slotWaitErr(ctx context.Context, err error, where string) erro
 	return e
 }
 
-// giveSlots gives back the slots takeSlots took.
 // freeSlotLocked gives back the slot a released stream holds, if it still
 // holds one. s.mu must be held.
 func (s *Session) freeSlotLocked(st *Stream) {
@@ -690,7 +722,10 @@ func (s *Session) freeSlotLocked(st *Stream) {
 	if st.slotTimer != nil {
 		st.slotTimer.Stop()
 	}
-	s.giveSlots()
+	if st.nodeSlot {
+		s.nodeIn--
+	}
+	s.giveSlots(st, st.nodeSlot, st.mem)
 	if st.inbound {
 		s.inbound--
 	} else {
@@ -698,10 +733,23 @@ func (s *Session) freeSlotLocked(st *Stream) {
 	}
 }
 
-func (s *Session) giveSlots() {
+// giveSlots gives back a stream's session slot, its node slot (an
+// inbound stream may have none: see serve) and its memory. st is nil for
+// an outbound stream that was never made.
+func (s *Session) giveSlots(st *Stream, nodeSlot bool, mem int64) {
 	s.slots.Release()
-	if g := s.cfg.GlobalSlots; g != nil {
-		g.Release()
+	n := s.cfg.Node
+	if n == nil {
+		return
+	}
+	switch {
+	case st != nil && st.inbound && nodeSlot:
+		n.Inbound.Release()
+	case st == nil || !st.inbound:
+		n.Outbound.Release()
+	}
+	if mem > 0 {
+		n.unreserve(mem)
 	}
 }
 
@@ -782,32 +830,36 @@ func (s *Session) acceptLoop() {
 			s.log.Warn().Err(err).Msg("accepting a stream failed")
 			continue
 		}
-		s.fc.accepted(ys.StreamID())
+		id := ys.StreamID()
+		s.fc.accepted(id)
 		s.mu.Lock()
+		// The slot and memory were taken at the stream's SYN (see
+		// admitInbound), except for a SYN that came as a GoAway or
+		// StartClose did.
+		mem, admitted := s.synAdmitted[id]
+		delete(s.synAdmitted, id)
 		if s.closing {
+			if admitted {
+				s.giveInboundLocked(mem)
+			}
 			s.mu.Unlock()
 			_ = ys.Close()
 			continue
 		}
-		// The stream's priority is in its header, which only a goroutine
-		// of its own could wait for: check against the whole MaxStreams
-		// (PriorityCritical may use the reserved slots).
-		if !s.slots.TryAcquire(PriorityCritical) {
-			s.mu.Unlock()
-			s.limitRefused.Add(1)
-			s.refuse(ys, ResetStreamLimit)
-			continue
-		}
-		if g := s.cfg.GlobalSlots; g != nil && !g.TryAcquire(PriorityCritical) {
-			s.mu.Unlock()
-			s.slots.Release()
-			s.limitRefused.Add(1)
-			s.refuse(ys, ResetStreamLimit)
-			continue
+		if !admitted {
+			var (
+				code ResetCode
+				ok   bool
+			)
+			if mem, code, ok = s.takeInboundLocked(); !ok {
+				s.mu.Unlock()
+				s.refuse(ys, code)
+				continue
+			}
 		}
 		st := newStream(s, ys, true, PriorityNormal)
+		st.mem = mem
 		st.hdrDone.Store(true) // only an opener sends a header
-		s.inbound++
 		s.registerLocked(st)
 		s.running++ // not closing, and the accept loop has not ended
 		s.handlers++
@@ -868,7 +920,14 @@ func (s *Session) serve(st *Stream) {
 	s.sched.setPriority(st, prio)
 	s.mu.Lock()
 	st.prioKnown = true
+	full := !s.takeNodeInboundLocked(st)
 	s.mu.Unlock()
+	if full {
+		s.limitRefused.Add(1)
+		s.log.Debug().Str("protocol", proto).Uint32("stream", st.id).Msg("refusing stream: the node's inbound streams are all in use")
+		st.refuse(ResetStreamLimit)
+		return
+	}
 	h := s.route(proto)
 	if h == nil {
 		s.unknownProto.Add(1)
@@ -888,6 +947,13 @@ func (s *Session) handlerReturned(st *Stream) {
 	v := recover()
 	if v == nil {
 		_ = st.Close()
+		if !st.finSeen.Load() && !st.remoteReset.Load() {
+			// Nobody will read what the remote still sends: refuse it
+			// (code 7) rather than let yamux buffer it, and free what
+			// yamux holds now.
+			s.guard.recvClosed(st.id)
+			s.forgetInYamux(st.id)
+		}
 		return
 	}
 	s.panics.Add(1)
@@ -908,9 +974,23 @@ func (s *Session) refuse(ys *yamux.Stream, code ResetCode) {
 	if err := s.fc.injectRST(ys.StreamID(), code); err != nil {
 		s.log.Debug().Err(err).Uint32("stream", ys.StreamID()).Msg("sending reset failed")
 	}
-	// yamux's Close only half-closes (FIN); it frees the stream once the
-	// remote's FIN arrives or StreamCloseTimeout passes.
 	_ = ys.Close()
+	s.forgetInYamux(ys.StreamID())
+}
+
+// takeNodeInboundLocked takes a NodeLimits.Inbound slot for st, whose
+// header has arrived, within the session's share. s.mu must be held.
+func (s *Session) takeNodeInboundLocked(st *Stream) bool {
+	n := s.cfg.Node
+	if n == nil || st.freed {
+		return true
+	}
+	if (n.PeerInbound > 0 && s.nodeIn >= n.PeerInbound) || !n.Inbound.TryAcquire(PriorityNormal) {
+		return false
+	}
+	s.nodeIn++
+	st.nodeSlot = true
+	return true
 }
 
 // wakeStreams makes every Read blocked in yamux, and every Write waiting
@@ -992,6 +1072,10 @@ func (s *Session) finish(cause error) {
 	// GlobalSlots pool outlives the session, and would otherwise lose one
 	// slot for each of them whenever a link dies.
 	s.mu.Lock()
+	for id, mem := range s.synAdmitted {
+		s.giveInboundLocked(mem)
+		delete(s.synAdmitted, id)
+	}
 	open := make([]*Stream, 0, len(s.streams))
 	for _, st := range s.streams {
 		if !st.released {
@@ -1057,8 +1141,8 @@ func (s *Session) onFrame(id uint32, flags uint16, code uint32) {
 	s.mu.Unlock()
 }
 
-// maxAcks bounds the acknowledgements waiting to be sent; beyond it they
-// are dropped (the remote then frees the stream at its StreamCloseTimeout).
+// maxAcks bounds the resets waiting to be sent; beyond it they are
+// dropped (the remote then frees the stream at its StreamCloseTimeout).
 const maxAcks = 1024
 
 // queueAckLocked arranges for a plain RST (code 0) to answer the remote's
@@ -1067,40 +1151,56 @@ const maxAcks = 1024
 // until our FIN, which will not come, or its StreamCloseTimeout; a RST
 // from us frees it at once. Only coded RSTs are answered, so two mux
 // sessions never echo RSTs back and forth, and not those of code
-// ResetGoingAway (see onFrame). The frame cannot be written from the
-// recv goroutine that calls this (a write there can deadlock with the
-// remote's recv goroutine doing the same), so one short-lived goroutine
-// at a time sends the queued ones.
-func (s *Session) queueAckLocked(id uint32) {
+// ResetGoingAway (see onFrame).
+func (s *Session) queueAckLocked(id uint32) { s.queueResetLocked(id, ResetUnknown) }
+
+// queueResetLocked arranges for a RST with code to be sent for stream id.
+// Frames cannot be written from the recv goroutine that decides most of
+// them (a write there can deadlock with the remote's recv goroutine doing
+// the same), so one short-lived goroutine at a time sends the queued
+// resets and ping answers (sendControl).
+func (s *Session) queueResetLocked(id uint32, code ResetCode) {
 	if s.closing || len(s.acks) >= maxAcks {
 		return
 	}
-	if !s.ackBusy {
-		if !s.goLocked() {
-			return
-		}
-		s.ackBusy = true
-		go s.sendAcks()
-	}
-	s.acks = append(s.acks, id)
+	s.acks = append(s.acks, ctrlRST{id, code})
+	s.startControlLocked()
 }
 
-func (s *Session) sendAcks() {
+// startControlLocked starts the control goroutine unless it runs.
+func (s *Session) startControlLocked() {
+	if s.ackBusy || !s.goLocked() {
+		return
+	}
+	s.ackBusy = true
+	go s.sendControl()
+}
+
+func (s *Session) sendControl() {
 	defer s.exited(false)
-	var ids []uint32
+	var (
+		rsts  []ctrlRST
+		pongs [][frameHeaderLen]byte
+	)
 	for {
+		pongs = s.guard.takePongs(pongs)
 		s.mu.Lock()
-		ids, s.acks = s.acks, ids[:0]
-		if len(ids) == 0 || s.ys.IsClosed() {
+		rsts, s.acks = s.acks, rsts[:0]
+		if (len(rsts) == 0 && len(pongs) == 0) || s.ys.IsClosed() {
 			s.ackBusy = false
 			s.acks = s.acks[:0]
 			s.mu.Unlock()
 			return
 		}
 		s.mu.Unlock()
-		for _, id := range ids {
-			if err := s.fc.injectRST(id, ResetUnknown); err != nil {
-				s.log.Debug().Err(err).Uint32("stream", id).Msg("acknowledging reset failed")
+		for _, f := range pongs {
+			if err := s.fc.writeControl(f); err != nil {
+				s.log.Debug().Err(err).Msg("answering a ping failed")
+			}
+		}
+		for _, r := range rsts {
+			if err := s.fc.writeControl(rstFrame(r.id, r.code)); err != nil {
+				s.log.Debug().Err(err).Uint32("stream", r.id).Msg("sending reset failed")
 			}
 		}
 	}

@@ -370,17 +370,17 @@ func TestOpenStreamLimitLocal(t *testing.T) {
 // TestStreamFlood: 10,000 inbound opens against MaxStreams=64, with 64
 // handlers holding their slots. Every extra stream is refused with code
 // 2 and no goroutine is started for it: the process's goroutine count
-// stays within a small constant of its count before the flood. Inbound
-// streams may take the slots reserved for high and critical ones (their
-// priority is not known at accept), and each takes one of the node-wide
-// pool too, which gets every slot back.
+// stays within a small constant of its count before the flood. Each
+// held stream takes one of the node's inbound slots too, which all come
+// back.
 func TestStreamFlood(t *testing.T) {
 	cc, sc := net.Pipe()
 	ccfg := testConfig()
 	ccfg.StreamOpenTimeout = -1 // no goroutine per pending open on the flooder
 	scfg := testConfig()
-	scfg.MaxStreams = 64 // 7 reserved
-	scfg.GlobalSlots = NewSlotPool(1000, 100)
+	scfg.MaxStreams, scfg.ReservedStreams = 64, -1
+	scfg.Node = NewNodeLimits(1000, 1000, 100, 0)
+	scfg.Node.PeerInbound = 64
 	hold := make(chan struct{})
 	var started sync.WaitGroup
 	started.Add(64)
@@ -435,8 +435,8 @@ func TestStreamFlood(t *testing.T) {
 	if in, _ := p.server.StreamCounts(); in != 64 {
 		t.Errorf("server inbound %d, want 64", in)
 	}
-	if n := scfg.GlobalSlots.InUse(); n != 64 {
-		t.Errorf("global slots in use %d, want 64", n)
+	if n := scfg.Node.Inbound.InUse(); n != 64 {
+		t.Errorf("node inbound slots in use %d, want 64", n)
 	}
 	if got := p.server.StreamsByPriority(); got != [NumPriorities]int{PriorityNormal: 64} {
 		t.Errorf("server StreamsByPriority %v", got)
@@ -467,7 +467,7 @@ func TestStreamFlood(t *testing.T) {
 	for _, s := range held {
 		s.Close()
 	}
-	waitFor(t, 10*time.Second, "handlers to return their slots", func() bool { return scfg.GlobalSlots.InUse() == 0 })
+	waitFor(t, 10*time.Second, "handlers to return their slots", func() bool { return scfg.Node.Inbound.InUse() == 0 })
 }
 
 func TestReset(t *testing.T) {

@@ -235,16 +235,17 @@ func TestOpenStreamWaits(t *testing.T) {
 	})
 }
 
-// TestGlobalSlots: a pool shared by sessions limits their streams
-// together, outbound and inbound, and gets every slot back.
-func TestGlobalSlots(t *testing.T) {
-	global := NewSlotPool(3, 0)
+// TestNodeSlots: node limits shared by sessions limit their streams
+// together, outbound and inbound apart, and get every slot back.
+func TestNodeSlots(t *testing.T) {
+	node := NewNodeLimits(0, 3, 0, 0)
+	global := node.Outbound
 	hold := make(chan struct{})
 	var sessions []pair
 	for range 2 {
 		cc, sc := net.Pipe()
 		cfg := testConfig()
-		cfg.GlobalSlots = global
+		cfg.Node = node
 		sessions = append(sessions, newPair(t, cc, sc, cfg, testConfig(), nil, routeOf(map[string]Handler{"echo": echoHandler})))
 	}
 	ctx := context.Background()
@@ -290,7 +291,7 @@ func TestGlobalSlots(t *testing.T) {
 	// Inbound: past the pool, streams are reset with code 2.
 	cc, sc := net.Pipe()
 	scfg := testConfig()
-	scfg.GlobalSlots = NewSlotPool(1, 0)
+	scfg.Node = NewNodeLimits(1, 0, 0, 0)
 	started := make(chan struct{}, 1)
 	p := newPair(t, cc, sc, testConfig(), scfg, nil, routeOf(map[string]Handler{
 		"hold": func(s *Stream) {
@@ -312,8 +313,8 @@ func TestGlobalSlots(t *testing.T) {
 	if _, err := second.Read(make([]byte, 1)); !errors.Is(err, ErrStreamLimit) {
 		t.Errorf("inbound stream past the global pool: %v", err)
 	}
-	if st := p.server.Stats(); st.LimitRefusals != 1 || scfg.GlobalSlots.InUse() != 1 {
-		t.Errorf("refusals %d, global in use %d", st.LimitRefusals, scfg.GlobalSlots.InUse())
+	if st := p.server.Stats(); st.LimitRefusals != 1 || scfg.Node.Inbound.InUse() != 1 {
+		t.Errorf("refusals %d, node inbound in use %d", st.LimitRefusals, scfg.Node.Inbound.InUse())
 	}
 	second.Close()
 	first.Close()
@@ -351,11 +352,13 @@ func TestStreamsByPriorityInbound(t *testing.T) {
 
 // A session that ends while the application still holds streams gives
 // their slots back to a shared pool: the pool outlives the session.
-func TestSessionEndReturnsGlobalSlots(t *testing.T) {
-	pool := NewSlotPool(8, 0)
+func TestSessionEndReturnsNodeSlots(t *testing.T) {
+	node := NewNodeLimits(8, 8, 0, 1<<30)
+	node.PeerInbound = 8
+	inUse := func() int { return node.Inbound.InUse() + node.Outbound.InUse() }
 	ccfg, scfg := testConfig(), testConfig()
-	ccfg.GlobalSlots = pool
-	scfg.GlobalSlots = pool // both ends count against it, as one node would
+	ccfg.Node = node
+	scfg.Node = node // both ends count against it, as one node would
 	hold := make(chan struct{})
 	defer close(hold)
 	cc, sc := net.Pipe()
@@ -372,11 +375,14 @@ func TestSessionEndReturnsGlobalSlots(t *testing.T) {
 		}
 		// Never closed by the application.
 	}
-	waitFor(t, 10*time.Second, "both ends hold their streams' slots", func() bool { return pool.InUse() == 6 })
+	waitFor(t, 10*time.Second, "both ends hold their streams' slots", func() bool { return inUse() == 6 })
+	if got, want := node.MemoryInUse(), 6*StreamMemory(DefaultStreamWindow); got != want {
+		t.Errorf("memory charged %d, want %d (6 streams)", got, want)
+	}
 	cc.Close() // the link dies
 	<-p.client.Done()
 	<-p.server.Done()
-	waitFor(t, 10*time.Second, "every slot back in the pool", func() bool { return pool.InUse() == 0 })
+	waitFor(t, 10*time.Second, "every slot back in the pool", func() bool { return inUse() == 0 && node.MemoryInUse() == 0 })
 }
 
 // closeAndDrain closes s and reads it to the remote's EOF: the remote has

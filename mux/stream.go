@@ -69,7 +69,9 @@ type Stream struct {
 	// Session.release); slotTimer gives it back if neither comes.
 	slotHeld  bool
 	slotTimer *time.Timer
-	freed     bool // the slot has gone back
+	freed     bool  // the slot has gone back
+	nodeSlot  bool  // inbound: holds a NodeLimits.Inbound slot (outbound streams always hold theirs)
+	mem       int64 // charged to NodeLimits' memory budget
 }
 
 func newStream(s *Session, ys *yamux.Stream, inbound bool, prio Priority) *Stream {
@@ -394,10 +396,12 @@ func (st *Stream) reset(code ResetCode) {
 }
 
 // refuse frees the stream's slot, sends a RST with code (unless the
-// remote already reset the stream or the session is gone) and closes the
-// yamux stream, whose state yamux then holds until the remote's FIN,
-// which will not come, or StreamCloseTimeout. The slot goes first, so a
-// remote that sees the reset finds the slot free.
+// remote already reset the stream or the session is gone) and makes
+// yamux forget the stream: from the RST on, the session's guard drops
+// what the remote still sends for it, and yamux frees it at once
+// instead of holding it, and what it buffered, until the remote's FIN
+// (which will not come) or StreamCloseTimeout. The slot goes first, so
+// a remote that sees the reset finds the slot free.
 func (st *Stream) refuse(code ResetCode) {
 	st.localReset.Store(true)
 	st.sess.release(st)
@@ -407,6 +411,7 @@ func (st *Stream) refuse(code ResetCode) {
 		}
 	}
 	_ = st.ys.Close()
+	st.sess.forgetInYamux(st.id)
 }
 
 // SetDeadline sets the read and write deadlines (see net.Conn).
