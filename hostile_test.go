@@ -1,0 +1,119 @@
+package peerlink_test
+
+import (
+	"encoding/binary"
+	"io"
+	"runtime"
+	"testing"
+
+	"github.com/peerlink/peerlink"
+	"github.com/peerlink/peerlink/mux"
+	"github.com/peerlink/peerlink/peer"
+	"github.com/peerlink/peerlink/transport"
+)
+
+// hostileFrame encodes a yamux frame header.
+func hostileFrame(typ byte, flags uint16, id, length uint32) []byte {
+	h := make([]byte, 12)
+	h[1] = typ
+	binary.BigEndian.PutUint16(h[2:4], flags)
+	binary.BigEndian.PutUint32(h[4:8], id)
+	binary.BigEndian.PutUint32(h[8:12], length)
+	return h
+}
+
+// A peer that authenticates properly (real TCP, real TLS) and then
+// writes yamux frames by hand: 400 streams of 128 KiB against a per-peer
+// limit of 64 and a memory budget of 16 MiB, then data for the refused
+// streams. The node stays up, its heap grows by less than the budget, and
+// an honest peer is served throughout.
+func TestHostilePeerStreamFlood(t *testing.T) {
+	const (
+		budget  = 16 << 20
+		streams = 400
+		each    = 128 << 10
+	)
+	node := newManager(t, func(c *peerlink.Config) {
+		c.MaxStreamsPerPeer, c.PeerMemoryBudget = 64, budget
+	})
+	withEcho(node, t)
+	honest := newManager(t)
+	connect(t, honest, node)
+	roundTrip(t, honest, node.ID(), []byte("before"))
+
+	before := heapAfterGC()
+	id, err := peer.GenerateIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := transport.NewTCP(transport.Config{Identity: id, Network: "peerlink-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := tr.Dial(ctxT(t), node.Addrs()[0], node.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	pong := make(chan struct{}, 1)
+	go func() { // the node's answers
+		h := make([]byte, 12)
+		for {
+			if _, err := io.ReadFull(conn, h); err != nil {
+				return
+			}
+			if h[1] == 0 {
+				if _, err := io.CopyN(io.Discard, conn, int64(binary.BigEndian.Uint32(h[8:12]))); err != nil {
+					return
+				}
+			}
+			if h[1] == 2 && binary.BigEndian.Uint16(h[2:4])&2 != 0 {
+				pong <- struct{}{}
+			}
+		}
+	}()
+
+	hdr := append([]byte{1, byte(mux.PriorityNormal), byte(len(echoProto))}, echoProto...)
+	body := append(hdr, make([]byte, each)...)
+	for i := range streams {
+		sid := uint32(2*i + 1)
+		frames := hostileFrame(1, 1, sid, 0) // SYN
+		for b := body; len(b) > 0; {
+			k := min(len(b), 16<<10)
+			frames = append(append(frames, hostileFrame(0, 0, sid, uint32(k))...), b[:k]...)
+			b = b[k:]
+		}
+		if _, err := conn.Write(frames); err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		if i%50 == 0 {
+			roundTrip(t, honest, node.ID(), []byte("during"))
+		}
+	}
+	roundTrip(t, honest, node.ID(), []byte("after"))
+	// Everything sent is in once a ping sent after it is answered.
+	if _, err := conn.Write(hostileFrame(2, 1, 0, 42)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-pong:
+	case <-ctxT(t).Done():
+		t.Fatal("no answer to the ping")
+	}
+	growth := heapAfterGC() - before
+	t.Logf("heap growth %.1f MiB after %d streams of %d KiB from one peer (budget %d MiB)", float64(growth)/(1<<20), streams, each>>10, budget>>20)
+	if growth > budget+4<<20 {
+		t.Errorf("heap grew by %d bytes, want at most the budget (%d) + 4 MiB", growth, budget)
+	}
+	if node.ConnectionCount() != 2 {
+		t.Errorf("node has %d links, want the honest and the hostile one", node.ConnectionCount())
+	}
+}
+
+func heapAfterGC() int64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
