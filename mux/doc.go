@@ -17,13 +17,14 @@
 //
 // A stream the acceptor will not serve is reset with a reason code, which
 // peerlink carries in the length field of yamux's RST frame: 1 protocol
-// not supported, 2 stream limit (Config.MaxStreams, checked before any
-// goroutine is started), 3 malformed or late header, 4 Stream.Reset, 5
-// opened after the acceptor's GoAway, 6 the handler panicked. The
-// opener's next Read or Write then fails with a *ResetError that
-// satisfies errors.Is for ErrStreamReset and for the code's own sentinel
-// (ErrProtocolNotSupported, ErrStreamLimit, ErrMalformedHeader, ErrGoAway,
-// ErrHandlerFailed).
+// not supported, 2 stream limit or memory budget (checked at the
+// stream's SYN, before yamux or any goroutine sees it), 3 malformed or
+// late header, 4 Stream.Reset, 5 opened after the acceptor's GoAway, 6
+// the handler panicked, 7 data kept coming after the handler had
+// returned. The opener's next Read or Write then fails with a *ResetError
+// that satisfies errors.Is for ErrStreamReset and for the code's own
+// sentinel (ErrProtocolNotSupported, ErrStreamLimit, ErrMalformedHeader,
+// ErrGoAway, ErrHandlerFailed, ErrReceiverGone).
 //
 // Each session has a write scheduler (see Config). A Write is cut into
 // chunks of at most Config.ChunkSize bytes (16 KiB, one yamux data frame
@@ -40,9 +41,30 @@
 // writer's goroutine; yamux does the rest.
 //
 // Stream slots: Config.MaxStreams per session, of which ReservedStreams
-// (10% by default) only high and critical streams may take, and
-// optionally a node-wide SlotPool (Config.GlobalSlots). OpenStream waits
-// for a slot in priority order (or fails at once, FailFastStreams).
+// (10% by default) only high and critical streams may take, lowered to
+// fit Config.MemoryBudget; and optionally node-wide budgets
+// (Config.Node, NodeLimits): inbound and outbound slots apart, a peer's
+// share of the inbound ones, and memory. An inbound stream takes its
+// session slot at its SYN and its node slot only once its header has
+// arrived. OpenStream waits for a slot in priority order (or fails at
+// once, FailFastStreams).
+//
+// Memory is counted as yamux really spends it: a stream's receive buffer
+// grows by doubling, so a stream whose reader falls behind can hold
+// twice its window (StreamMemory). Per session, MaxStreams ×
+// StreamMemory stays within MemoryBudget; node-wide, each stream is
+// charged StreamMemory while it holds its slot.
+//
+// The guard. Every frame the remote sends passes a filter before yamux
+// sees it, which follows each stream ID from its SYN to its end. A stream
+// refused at its SYN never reaches yamux. Once a stream is reset (either
+// way) or its handler has returned, what the remote still sends for it
+// is dropped, not buffered, and yamux is made to forget the stream at
+// once; the remote may send up to one window more (what was in flight),
+// and a remote that sends more than a window of such data, data for
+// streams never opened, a stream ID twice, or pings faster than it reads
+// the answers, ends the session with ErrProtocolViolation. The remote's
+// pings are answered by mux (yamux would start a goroutine for each).
 //
 // Between yamux and the link sits a frame conn that serialises the
 // writers, joins each frame's 12-byte header with its body into one
@@ -55,8 +77,9 @@
 // mux adds one, the accept loop, plus one per inbound stream that is
 // being served, plus one per OpenStream with a cancellable context while
 // yamux is opening, plus one while a ping is in flight (concurrent Ping
-// and PingContext calls share it), plus one that closes yamux once the
-// session is closing or has ended. The write scheduler adds none:
+// and PingContext calls share it), plus one while resets or ping answers
+// are waiting to be written, plus one that closes yamux once the session
+// is closing or has ended. The write scheduler adds none:
 // writers wait in their own goroutines and write their chunks
 // themselves. StartClose begins closing without waiting; Wait waits for
 // all of mux's goroutines (and so for yamux's); Close does both.
