@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -147,7 +148,11 @@ func (g GaterFuncs) InterceptSecured(dir Direction, id peer.ID, remote net.Addr)
 // Defaults for zero Config fields.
 const (
 	DefaultHandshakeTimeout     = 10 * time.Second
+	DefaultFirstByteTimeout     = 2 * time.Second
 	DefaultMaxPendingHandshakes = 64
+	DefaultMaxPendingPerIP      = 8
+	DefaultMaxPendingPerSubnet  = 16
+	DefaultMaxInboundPerIP      = 8
 	DefaultNotSentLowat         = 32 << 10 // see Config.NotSentLowat
 )
 
@@ -164,12 +169,60 @@ type Config struct {
 	// Required: 1..64 bytes of printable ASCII, no spaces.
 	Network string
 	// HandshakeTimeout bounds the handshake plus the admission verdict,
-	// on both sides. 0 means DefaultHandshakeTimeout.
+	// on both sides; on the listening side it counts from the socket's
+	// accept, the wait for its first byte included. 0 means
+	// DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
-	// MaxPendingHandshakes bounds the inbound handshakes in flight per
-	// listener, including admitted links waiting for Accept; sockets
-	// beyond it are closed at once. 0 means DefaultMaxPendingHandshakes.
+	// FirstByteTimeout bounds the wait for an inbound socket's first
+	// byte: a socket that sends nothing for that long after its accept
+	// is closed, well before HandshakeTimeout would close it. An honest
+	// dialer sends its ClientHello (or hello) at once. 0 means
+	// DefaultFirstByteTimeout (2 s); it is also when a pending handshake
+	// becomes "slow" and may be evicted (see MaxPendingHandshakes). A
+	// value above HandshakeTimeout acts as HandshakeTimeout.
+	FirstByteTimeout time.Duration
+	// MaxPendingHandshakes bounds the inbound sockets in flight per
+	// listener: from their accept until their link is handed to Accept,
+	// admitted links waiting for Accept included (an application that
+	// stops calling Accept stops the listener from taking more work).
+	// 0 means DefaultMaxPendingHandshakes (64).
+	//
+	// MaxPendingPerIP and MaxPendingPerSubnet bound them further per
+	// source IP and per source subnet (/24 for IPv4, /64 for IPv6), so
+	// that one address cannot take the whole table. 0 means
+	// DefaultMaxPendingPerIP (8) and DefaultMaxPendingPerSubnet (16);
+	// negative means no such cap. They do not apply to addresses in
+	// LimitExempt, nor to memory addresses, which have no IP.
+	//
+	// A socket that would exceed a cap takes the place of another in
+	// that cap's scope (the narrowest full one): the oldest that has
+	// sent nothing yet, else the oldest whose handshake has run longer
+	// than FirstByteTimeout, which is closed. If there is neither, the
+	// new socket is refused: the listener writes a short plaintext
+	// marker before closing it, and the dialer's error wraps
+	// ErrListenerBusy. Admitted links waiting for Accept are never
+	// evicted.
 	MaxPendingHandshakes int
+	MaxPendingPerIP      int
+	MaxPendingPerSubnet  int
+	// MaxInboundPerIP bounds the established inbound links per remote
+	// address (an IPv4 address, or an IPv6 /64) over all the
+	// transport's listeners: a link counts from its admission (waiting
+	// for Accept included) until its Conn is closed. A socket from an
+	// address at the limit is refused at its accept, before any TLS
+	// work, with the marker; the dialer's error wraps ErrAddrConnLimit.
+	// Pending handshakes do not count (they have their own caps, above).
+	// 0 means DefaultMaxInboundPerIP (8, as libp2p allows per IPv4
+	// address); negative means no limit. It does not apply to addresses
+	// in LimitExempt, nor to memory addresses.
+	MaxInboundPerIP int
+	// LimitExempt lists the remote addresses exempt from the per-IP and
+	// per-subnet caps (MaxPendingPerIP, MaxPendingPerSubnet,
+	// MaxInboundPerIP), e.g. a node's own sentries behind one NAT. They
+	// still count against MaxPendingHandshakes. IPv4 remotes are matched
+	// as IPv4, also when they arrive IPv4-mapped on an IPv6 socket.
+	// Loopback is not exempt unless listed.
+	LimitExempt []netip.Prefix
 	// Gater is consulted at each step; nil allows everything.
 	Gater Gater
 	// Logger receives debug events per link and info events per
@@ -231,11 +284,37 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	switch {
+	case cfg.FirstByteTimeout < 0:
+		return cfg, fmt.Errorf("%w: FirstByteTimeout %v is negative", ErrInvalidConfig, cfg.FirstByteTimeout)
+	case cfg.FirstByteTimeout == 0:
+		cfg.FirstByteTimeout = DefaultFirstByteTimeout
+	}
+	switch {
 	case cfg.MaxPendingHandshakes < 0:
 		return cfg, fmt.Errorf("%w: MaxPendingHandshakes %d is negative", ErrInvalidConfig, cfg.MaxPendingHandshakes)
 	case cfg.MaxPendingHandshakes == 0:
 		cfg.MaxPendingHandshakes = DefaultMaxPendingHandshakes
 	}
+	if cfg.MaxPendingPerIP == 0 {
+		cfg.MaxPendingPerIP = DefaultMaxPendingPerIP
+	}
+	if cfg.MaxPendingPerSubnet == 0 {
+		cfg.MaxPendingPerSubnet = DefaultMaxPendingPerSubnet
+	}
+	if cfg.MaxInboundPerIP == 0 {
+		cfg.MaxInboundPerIP = DefaultMaxInboundPerIP
+	}
+	exempt := make([]netip.Prefix, 0, len(cfg.LimitExempt))
+	for i, p := range cfg.LimitExempt {
+		if !p.IsValid() {
+			return cfg, fmt.Errorf("%w: LimitExempt[%d] %q is not a valid prefix", ErrInvalidConfig, i, p)
+		}
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		exempt = append(exempt, p.Masked())
+	}
+	cfg.LimitExempt = exempt
 	switch {
 	case cfg.NotSentLowat > math.MaxInt32:
 		return cfg, fmt.Errorf("%w: NotSentLowat %d is over %d", ErrInvalidConfig, cfg.NotSentLowat, math.MaxInt32)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/peerlink/peerlink/peer"
@@ -34,6 +35,23 @@ func (l *linkInfo) setHandshakeRTT(d time.Duration) { l.rtt = d }
 // rttSetter is implemented by this package's Conns.
 type rttSetter interface{ setHandshakeRTT(time.Duration) }
 
+// closeHook runs a function once, after the first Close of a Conn: the
+// listener's count of the links from an address (Config.MaxInboundPerIP)
+// is released there, exactly once however often and by whom the Conn is
+// closed.
+type closeHook struct{ f atomic.Pointer[func()] }
+
+func (h *closeHook) setCloseHook(f func()) { h.f.Store(&f) }
+
+func (h *closeHook) runCloseHook() {
+	if f := h.f.Swap(nil); f != nil {
+		(*f)()
+	}
+}
+
+// closeHooker is implemented by this package's Conns.
+type closeHooker interface{ setCloseHook(func()) }
+
 // closeNotifyTimeout bounds how long Close tries to send close_notify
 // before it closes the socket without it. A healthy socket takes the
 // 24-byte alert at once: a write returns as soon as the kernel has room,
@@ -53,6 +71,7 @@ const closeNotifyTimeout = 200 * time.Millisecond
 type tlsConn struct {
 	*tls.Conn
 	linkInfo
+	closeHook
 	batch   *recordBatcher
 	writeMu sync.Mutex // one batch at a time
 }
@@ -89,7 +108,11 @@ func (c *tlsConn) closedErr(err error) error {
 
 // Close sends close_notify if the socket takes it within
 // closeNotifyTimeout, then closes the socket; see closeTLS.
-func (c *tlsConn) Close() error { return closeTLS(c.Conn, c.batch) }
+func (c *tlsConn) Close() error {
+	err := closeTLS(c.Conn, c.batch)
+	c.runCloseHook()
+	return err
+}
 
 // closeTLS closes tc, whose transport is b, in at most about
 // closeNotifyTimeout whatever the socket does. Left to itself,
@@ -110,9 +133,19 @@ func closeTLS(tc *tls.Conn, b *recordBatcher) error {
 type plainConn struct {
 	net.Conn
 	linkInfo
+	closeHook
+}
+
+// Close closes the conn.
+func (c *plainConn) Close() error {
+	err := c.Conn.Close()
+	c.runCloseHook()
+	return err
 }
 
 var (
-	_ TLSConn = (*tlsConn)(nil)
-	_ Conn    = (*plainConn)(nil)
+	_ TLSConn     = (*tlsConn)(nil)
+	_ Conn        = (*plainConn)(nil)
+	_ closeHooker = (*tlsConn)(nil)
+	_ closeHooker = (*plainConn)(nil)
 )

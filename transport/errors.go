@@ -24,7 +24,8 @@ var (
 	// The error is a *RemoteRefusedError carrying the code and reason.
 	ErrRemoteRefused = errors.New("transport: remote refused the link")
 	// ErrHandshakeTimeout: the handshake and verdict exchange did not finish
-	// within Config.HandshakeTimeout.
+	// within Config.HandshakeTimeout; on the listening side also an
+	// inbound socket that sent nothing within Config.FirstByteTimeout.
 	ErrHandshakeTimeout = errors.New("transport: handshake timeout")
 	// ErrInvalidConfig: NewTCP or NewTransport got a bad Config; the text
 	// names the field.
@@ -46,6 +47,19 @@ var (
 	// ErrNoListener: a Memory dial to an address nobody listens on. The
 	// error also wraps syscall.ECONNREFUSED, like a refused TCP dial.
 	ErrNoListener = errors.New("transport: no listener at address")
+	// ErrListenerBusy: the listener refused the connection before the
+	// handshake because it had no room for another pending handshake
+	// (Config.MaxPendingHandshakes, MaxPendingPerIP, MaxPendingPerSubnet)
+	// and none of those it held could be evicted. Nothing is wrong with
+	// the dialer or the listener: try again later. The error is a
+	// *ListenerRefusedError naming the listener.
+	ErrListenerBusy = errors.New("transport: listener busy")
+	// ErrAddrConnLimit: the listener has as many links from the dialer's
+	// address as it allows (Config.MaxInboundPerIP). Dials get it as a
+	// *ListenerRefusedError (refused before the handshake) or, if the
+	// limit was reached during the handshake, as a *RemoteRefusedError
+	// with code RefusalAddrLimit; the listener's own errors wrap it too.
+	ErrAddrConnLimit = errors.New("transport: too many connections from one address")
 )
 
 // errConnRefused is wrapped next to ErrNoListener.
@@ -61,12 +75,13 @@ const (
 	RefusalLimit     RefusalCode = 2   // a resource limit (connections, memory)
 	RefusalDuplicate RefusalCode = 3   // a link to this peer exists already
 	RefusalClosing   RefusalCode = 4   // the listener's node is shutting down
+	RefusalAddrLimit RefusalCode = 5   // too many links from the dialer's address (Config.MaxInboundPerIP)
 	RefusalOther     RefusalCode = 255 // anything else
 )
 
 // String returns a short lower-case name: "gated", "resource limit",
-// "duplicate link", "closing", "other", or "refusal(N)" for codes this
-// version does not know.
+// "duplicate link", "closing", "address limit", "other", or
+// "refusal(N)" for codes this version does not know.
 func (c RefusalCode) String() string {
 	switch c {
 	case RefusalGated:
@@ -77,6 +92,8 @@ func (c RefusalCode) String() string {
 		return "duplicate link"
 	case RefusalClosing:
 		return "closing"
+	case RefusalAddrLimit:
+		return "address limit"
 	case RefusalOther:
 		return "other"
 	}
@@ -182,5 +199,8 @@ func (e *RemoteRefusedError) Error() string {
 	return s
 }
 
-// Is reports whether target is ErrRemoteRefused.
-func (e *RemoteRefusedError) Is(target error) bool { return target == ErrRemoteRefused }
+// Is reports whether target is ErrRemoteRefused, or ErrAddrConnLimit
+// for code RefusalAddrLimit.
+func (e *RemoteRefusedError) Is(target error) bool {
+	return target == ErrRemoteRefused || target == ErrAddrConnLimit && e.Code == RefusalAddrLimit
+}

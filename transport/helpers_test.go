@@ -284,6 +284,21 @@ func waitClosed(t *testing.T, c net.Conn) time.Duration {
 	return time.Since(start)
 }
 
+// readUntilClosed reads c until the remote closes it and returns what
+// it read; it fails if that takes waitLimit.
+func readUntilClosed(t *testing.T, c net.Conn) []byte {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(waitLimit))
+	got, err := io.ReadAll(c)
+	if err != nil && isTimeout(err) {
+		t.Fatalf("connection not closed by the remote within %v (read %q)", waitLimit, got)
+	}
+	if err != nil && !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("reading until close: %v (read %q)", err, got)
+	}
+	return got
+}
+
 // assertOpen checks c has not been closed by the remote: a short read
 // times out rather than returning EOF.
 func assertOpen(t *testing.T, c net.Conn) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -15,17 +16,23 @@ import (
 var errListenerClosed = fmt.Errorf("listener closed: %w", net.ErrClosed)
 
 // listener is the Listener of every transport: it runs one accept loop
-// over a raw net.Listener and one goroutine per admitted socket, which
-// runs the upgrader's inbound sequence and hands the link to Accept.
+// over a raw net.Listener and one goroutine per pending socket, which
+// waits for its first byte, runs the upgrader's inbound sequence and
+// hands the link to Accept. The pending sockets are held in a
+// pendingTable, which decides whom a new socket evicts when a cap is
+// reached, or that it is refused; refused sockets get the refusal
+// marker from at most maxRefusers short-lived refusers. The accept loop
+// waits on none of them.
 type listener struct {
 	up  *upgrader
 	raw net.Listener
 	log zerolog.Logger
 
-	ctx    context.Context // ends at Close; aborts handshakes and handovers
+	ctx    context.Context // ends at Close; aborts handshakes, handovers and refusals
 	cancel context.CancelCauseFunc
 
-	pending  chan struct{} // semaphore: one token per handshake in flight
+	table    *pendingTable
+	refusers chan struct{} // one token per refusal writing its marker
 	accepted chan Conn     // unbuffered: a link is handed over or closed
 
 	loopDone chan struct{}
@@ -44,7 +51,8 @@ func newListener(up *upgrader, raw net.Listener) *listener {
 		log:      up.log.With().Stringer("listen", raw.Addr()).Logger(),
 		ctx:      ctx,
 		cancel:   cancel,
-		pending:  make(chan struct{}, up.maxPending),
+		table:    newPendingTable(up.pending, func(e *pendingEntry) bool { return hasUnread(e.conn) }),
+		refusers: make(chan struct{}, maxRefusers),
 		accepted: make(chan Conn),
 		loopDone: make(chan struct{}),
 	}
@@ -114,40 +122,145 @@ func (l *listener) acceptLoop() {
 			l.event("refused", remote, fmt.Errorf("%w: socket from %s: %w", ErrGated, remote, err))
 			continue
 		}
-		select {
-		case l.pending <- struct{}{}:
-		default:
-			raw.Close()
-			l.up.stats.inOverLimit.Add(1)
-			l.event("overlimit", remote, nil)
-			continue
-		}
-		l.up.stats.inPending.Add(1)
-		l.wg.Go(func() { l.handshake(raw, remote) })
+		l.admit(raw, remote)
 	}
 }
 
-// handshake runs one inbound upgrade and hands the link to Accept. Its
-// pending token is held until then: an application that stops calling
-// Accept stops the listener from taking on more work.
-func (l *listener) handshake(raw net.Conn, remote net.Addr) {
-	release := func() {
-		<-l.pending
-		l.up.stats.inPending.Add(-1)
+// admit enters a new socket in the pending table and starts its
+// handshake, or refuses it (MaxInboundPerIP, or no room). Sockets it
+// evicts to make room are closed here; their goroutines then end.
+func (l *listener) admit(raw net.Conn, remote net.Addr) {
+	e := &pendingEntry{conn: raw, remote: remote, start: time.Now()}
+	if ip, ok := remoteIP(remote); ok && l.up.limited(ip) {
+		e.limited, e.ip, e.subnet = true, ip, subnetOf(ip)
+		if host := hostOf(ip); l.up.links.full(host) {
+			l.up.stats.inAddrLimit.Add(1)
+			l.refuse(raw, markerAddrLimit)
+			if l.reporting() {
+				l.event("addrlimit", remote, fmt.Errorf("%w: socket from %s refused: %d links from %s already (MaxInboundPerIP)",
+					ErrAddrConnLimit, remote, l.up.links.max, prefixString(host)))
+			}
+			return
+		}
 	}
+	victims, full, ok := l.table.admit(e, e.start)
+	for _, v := range victims {
+		v.e.conn.Close()
+		l.up.stats.inPending.Add(-1)
+		what := "nothing received"
+		if v.why == evictSlow {
+			l.up.stats.inEvictedSlow.Add(1)
+			what = "handshake not done"
+		} else {
+			l.up.stats.inEvictedSilent.Add(1)
+		}
+		if l.reporting() {
+			l.event("evicted", v.e.remote, fmt.Errorf("transport: pending socket from %s evicted (%s, %s after %v) for a new socket from %s: %s cap of %d reached",
+				v.e.remote, v.why, what, e.start.Sub(v.e.start).Round(time.Millisecond), remote, v.scope, l.capOf(v.scope)))
+		}
+	}
+	if !ok {
+		l.up.stats.inOverLimit.Add(1)
+		l.refuse(raw, markerBusy)
+		if l.reporting() {
+			l.event("overlimit", remote, fmt.Errorf("%w: socket from %s refused: %s cap of %d pending handshakes reached, none silent or slow",
+				ErrListenerBusy, remote, full, l.capOf(full)))
+		}
+		return
+	}
+	l.up.stats.inPending.Add(1)
+	l.wg.Go(func() { l.handshake(e, raw) })
+}
+
+// capOf returns the cap of a scope.
+func (l *listener) capOf(s pendingScope) int {
+	switch s {
+	case scopeIP:
+		return l.up.pending.perIP
+	case scopeSubnet:
+		return l.up.pending.perSubnet
+	}
+	return l.up.pending.global
+}
+
+// release takes e out of the pending table; false if it was evicted, in
+// which case its outcome is accounted for already and nothing more may
+// be reported.
+func (l *listener) release(e *pendingEntry) bool {
+	if !l.table.release(e) {
+		return false
+	}
+	l.up.stats.inPending.Add(-1)
+	return true
+}
+
+// handshake waits for the socket's first byte (FirstByteTimeout), runs
+// one inbound upgrade and hands the link to Accept. Its table entry is
+// held until then: an application that stops calling Accept stops the
+// listener from taking on more work. If the entry is evicted, the
+// socket is closed under it, and it ends without a word.
+func (l *listener) handshake(e *pendingEntry, raw net.Conn) {
+	remote := e.remote
 	if l.up.hook != nil {
 		l.up.hook("start", remote, nil)
 	}
-	c, err := l.up.upgradeInbound(l.ctx, raw)
+	conn := raw
+	if l.up.wrapRaw != nil {
+		conn = l.up.wrapRaw(raw)
+	}
+
+	// The first byte, read here and replayed to the security step.
+	var first [1]byte
+	done := guard(l.ctx, conn)
+	_ = conn.SetReadDeadline(e.start.Add(l.up.firstByte))
+	_, err := io.ReadFull(conn, first[:])
+	if done() && err == nil {
+		err = context.Cause(l.ctx)
+	}
 	if err != nil {
-		release()
+		conn.Close()
+		if !l.release(e) {
+			return
+		}
+		if isTimeout(err) && l.up.firstByte < l.up.timeout && l.ctx.Err() == nil {
+			l.up.stats.inFirstByteTimeout.Add(1)
+			l.event("silent", remote, fmt.Errorf("%w: nothing received from %s within FirstByteTimeout (%v)",
+				ErrHandshakeTimeout, remote, l.up.firstByte))
+			return
+		}
+		l.up.stats.inFailed.Add(1)
+		l.event("failed", remote, l.up.failure(l.ctx, l.up.sec.name(), err))
+		return
+	}
+	if !l.table.spoke(e) {
+		conn.Close() // evicted meanwhile
+		return
+	}
+	if l.up.hook != nil {
+		l.up.hook("spoke", remote, nil)
+	}
+
+	c, err := l.up.upgradeInbound(l.ctx, newReplayConn(conn, first[:]), e.start.Add(l.up.timeout),
+		func(c Conn) error { return l.admitLink(e, c) })
+	if err != nil {
+		if !l.release(e) {
+			return
+		}
 		kind := "failed"
-		if errors.Is(err, ErrGated) {
+		switch {
+		case errors.Is(err, ErrGated):
 			kind = "refused"
+			l.up.stats.inRefused.Add(1)
+		case errors.Is(err, ErrAddrConnLimit):
+			kind = "addrlimit"
+			l.up.stats.inAddrLimit.Add(1)
+		default:
+			l.up.stats.inFailed.Add(1)
 		}
 		l.event(kind, remote, err)
 		return
 	}
+	l.up.stats.inOK.Add(1)
 	if e := l.log.Debug(); e.Enabled() {
 		e.Stringer("addr", remote).Str("peer", c.RemotePeer().ShortString()).
 			Stringer("direction", Inbound).Msg("link established")
@@ -160,21 +273,62 @@ func (l *listener) handshake(raw net.Conn, remote net.Addr) {
 	case <-l.ctx.Done():
 		c.Close()
 	}
-	release()
+	l.release(e)
+}
+
+// errEvicted refuses a link whose pending entry was evicted during its
+// handshake (its socket is closed: the verdict goes nowhere).
+var errEvicted = errors.New("evicted while pending")
+
+// admitLink is called once the gater has allowed the link, before the
+// verdict: from now on its entry is not evicted, and it counts against
+// MaxInboundPerIP (until its Conn is closed) unless that is reached.
+func (l *listener) admitLink(e *pendingEntry, c Conn) error {
+	if !l.table.admitted(e) {
+		return Refuse(RefusalLimit, errEvicted)
+	}
+	if !e.limited {
+		return nil
+	}
+	host := hostOf(e.ip)
+	release, ok := l.up.links.reserve(host)
+	if !ok {
+		return Refuse(RefusalAddrLimit, &addrLimitError{host: host, limit: l.up.links.max})
+	}
+	c.(closeHooker).setCloseHook(release)
+	return nil
+}
+
+// reporting reports whether events are logged or go to the test hook:
+// only then are their errors worth building (on the accept loop, under
+// a flood, for every socket).
+func (l *listener) reporting() bool {
+	if l.up.hook != nil {
+		return true
+	}
+	e := l.log.Debug()
+	defer e.Discard()
+	return e.Enabled()
 }
 
 // event logs an inbound outcome other than success (at debug level: one
 // per socket) and tells the test hook.
 func (l *listener) event(kind string, remote net.Addr, err error) {
 	if e := l.log.Debug(); e.Enabled() {
-		e = e.Stringer("addr", remote).Stringer("direction", Inbound)
+		e = e.Stringer("addr", remote).Stringer("direction", Inbound).Err(err)
 		switch kind {
 		case "overlimit":
-			e.Int("max_pending", l.up.maxPending).Msg("inbound socket closed: too many handshakes in flight")
+			e.Msg("inbound socket refused: listener busy")
+		case "addrlimit":
+			e.Msg("inbound socket refused: too many links from its address")
+		case "evicted":
+			e.Msg("pending inbound socket evicted")
+		case "silent":
+			e.Msg("inbound socket closed: nothing received")
 		case "refused":
-			e.Err(err).Msg("inbound link refused")
+			e.Msg("inbound link refused")
 		default:
-			e.Err(err).Msg("inbound handshake failed")
+			e.Msg("inbound handshake failed")
 		}
 	}
 	if l.up.hook != nil {

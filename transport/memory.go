@@ -57,6 +57,11 @@ func (a MemoryAddr) String() string { return string(a) }
 //
 // Each side checks the other's network (ErrNetworkMismatch); the dialer
 // checks the claimed ID against the one it expected (ErrPeerIDMismatch).
+// A listener that refuses the socket before the hello (busy, or the
+// dialer's address at its limit) sends the five-byte refusal marker
+// instead of its hello, "PLNK" and a code, as over TCP: the dialer reads
+// it as a hello header and reports ErrListenerBusy or ErrAddrConnLimit.
+//
 // A dialer content with the listener's hello then acknowledges it with
 // one byte, 0x06, before reading the verdict: the listener times the
 // round trip from its hello to the acknowledgement (Conn.HandshakeRTT),
@@ -229,6 +234,10 @@ func (s *memSecurer) secureOutbound(raw net.Conn, expected peer.ID) (Conn, error
 	}
 	network, id, err := readHello(raw)
 	if err != nil {
+		var m *markerError
+		if errors.As(err, &m) {
+			return nil, listenerRefused(raw.RemoteAddr(), m.code)
+		}
 		return nil, err
 	}
 	rtt := time.Since(sent)
@@ -265,7 +274,7 @@ func (s *memSecurer) secureInbound(raw net.Conn) (Conn, error) {
 		return nil, fmt.Errorf("%w: memory hello acknowledged with 0x%02x, want 0x%02x", ErrProtocol, ack[0], helloAck)
 	}
 	rtt := time.Since(sent)
-	return &plainConn{Conn: raw, linkInfo: linkInfo{local: s.local, remote: id, dir: Inbound, rtt: rtt}}, nil
+	return &plainConn{Conn: unwrapReplay(raw), linkInfo: linkInfo{local: s.local, remote: id, dir: Inbound, rtt: rtt}}, nil
 }
 
 func appendHello(b []byte, network string, id peer.ID) []byte {
@@ -289,6 +298,9 @@ func readHello(r io.Reader) (string, peer.ID, error) {
 	if n, err := io.ReadFull(r, hdr); err != nil {
 		return "", peer.ID{}, helloReadError(err, n, len(hdr))
 	}
+	if code, ok := parseMarker(hdr); ok {
+		return "", peer.ID{}, &markerError{code: code}
+	}
 	if string(hdr[:len(helloMagic)]) != helloMagic {
 		return "", peer.ID{}, fmt.Errorf("%w: memory hello starts with %q, want %q", ErrProtocol, hdr[:len(helloMagic)], helloMagic)
 	}
@@ -310,6 +322,17 @@ func readHello(r io.Reader) (string, peer.ID, error) {
 	}
 	return network, id, nil
 }
+
+// markerError is a refusal marker read where a memory hello was
+// expected: a dialer maps it to the listener's refusal; for a listener
+// it is a protocol violation.
+type markerError struct{ code byte }
+
+func (e *markerError) Error() string {
+	return fmt.Sprintf("%v: memory hello is a refusal marker (code %d)", ErrProtocol, e.code)
+}
+
+func (e *markerError) Unwrap() error { return ErrProtocol }
 
 func helloReadError(err error, got, want int) error {
 	switch {

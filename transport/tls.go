@@ -238,6 +238,14 @@ func (s *tlsSecurer) secureOutbound(raw net.Conn, expected peer.ID) (Conn, error
 	err := tc.Handshake()
 	rtt := batch.stopProbe() // ClientHello to the listener's flight
 	if err != nil {
+		// A listener that refused us before the handshake wrote the
+		// refusal marker, which crypto/tls takes for a record header.
+		var rh tls.RecordHeaderError
+		if errors.As(err, &rh) {
+			if code, ok := parseMarker(rh.RecordHeader[:]); ok {
+				return nil, listenerRefused(raw.RemoteAddr(), code)
+			}
+		}
 		return nil, s.handshakeError(tc, err, Outbound)
 	}
 	return newTLSConn(tc, batch, linkInfo{local: s.local, remote: remote, dir: Outbound, rtt: rtt}), nil
@@ -251,6 +259,10 @@ func (s *tlsSecurer) secureInbound(raw net.Conn) (Conn, error) {
 	if err != nil {
 		return nil, s.handshakeError(tc, err, Inbound)
 	}
+	// The ClientHello has been read, the listener's first byte replayed
+	// with it: from now on the link reads its socket directly. (batch
+	// is this goroutine's alone until the Conn is returned.)
+	batch.Conn = unwrapReplay(batch.Conn)
 	// VerifyConnection accepted the certificate; take the key it proved.
 	remote, err := verifyCertificate(tc.ConnectionState().PeerCertificates, s.network, s.now())
 	if err != nil {

@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"syscall"
@@ -219,30 +221,46 @@ func TestDialHandshakeTimeout(t *testing.T) {
 func TestMaxPendingHandshakes(t *testing.T) {
 	forEachEnv(t, func(t *testing.T, e env) {
 		const max = 3
-		a := newNode(t, e, func(c *Config) { c.MaxPendingHandshakes = max })
+		a := newNode(t, e, func(c *Config) {
+			c.MaxPendingHandshakes = max
+			// Pending sockets that have spoken are evicted only once
+			// their handshake has run this long: never, in this test.
+			c.FirstByteTimeout = time.Minute
+		})
 		b := newNode(t, e, nil)
 		l := a.listen(t, e)
 		addr := l.Addr().String()
 
-		silent := make([]net.Conn, max)
-		for i := range silent {
-			silent[i] = e.rawDial(t, addr)
+		pending := make([]net.Conn, max)
+		for i := range pending {
+			pending[i] = e.rawDial(t, addr)
 			a.waitEvent(t, "start")
+			if _, err := pending[i].Write([]byte{0x16}); err != nil {
+				t.Fatal(err)
+			}
+			a.waitEvent(t, "spoke")
 		}
 		if p := a.stats().InboundPending; p != max {
 			t.Fatalf("pending %d, want %d", p, max)
 		}
+		// A full table of handshakes under way: a new socket is refused,
+		// told so by the marker.
 		extra := e.rawDial(t, addr)
-		if d := waitClosed(t, extra); d > time.Second {
+		start := time.Now()
+		if got := readUntilClosed(t, extra); string(got) != "PLNK\x01" {
+			t.Errorf("socket over the limit read %q, want the busy marker", got)
+		}
+		if d := time.Since(start); d > time.Second {
 			t.Errorf("socket over the limit closed after %v", d)
 		}
-		a.waitEvent(t, "overlimit")
-		for _, c := range silent {
+		ev := a.waitEvent(t, "overlimit")
+		wantIs(t, ev.err, ErrListenerBusy)
+		for _, c := range pending {
 			assertOpen(t, c)
 		}
 
 		// Freeing one slot lets a real dial through.
-		silent[0].Close()
+		pending[0].Close()
 		a.waitEvent(t, "failed")
 		accepted := acceptAsync(t, l)
 		c, err := b.tr.Dial(dialCtx(t), addr, a.ID())
@@ -253,7 +271,8 @@ func TestMaxPendingHandshakes(t *testing.T) {
 		if ac := <-accepted; ac == nil {
 			t.Fatal("accept failed")
 		}
-		if s := a.stats(); s.InboundOverLimit != 1 || s.InboundOK != 1 || s.InboundFailed != 1 {
+		if s := a.stats(); s.InboundOverLimit != 1 || s.InboundOK != 1 || s.InboundFailed != 1 ||
+			s.InboundEvictedSilent != 0 || s.InboundEvictedSlow != 0 {
 			t.Errorf("stats %+v", s)
 		}
 	})
@@ -416,7 +435,7 @@ func TestGaterSecuredOutbound(t *testing.T) {
 				}
 				done = true
 			case ev := <-a.events:
-				if ev.kind == "start" || ev.kind == "ok" {
+				if ev.kind == "start" || ev.kind == "spoke" || ev.kind == "ok" {
 					continue
 				}
 				t.Logf("listener: %s %v", ev.kind, ev.err)
@@ -574,7 +593,11 @@ func TestAcceptUnblockedByClose(t *testing.T) {
 func TestConcurrentDials(t *testing.T) {
 	forEachEnv(t, func(t *testing.T, e env) {
 		const n = 16
-		a := newNode(t, e, nil)
+		// All n dial from 127.0.0.1 at once: more than the per-address
+		// defaults allow (8 pending handshakes, 8 links).
+		a := newNode(t, e, func(c *Config) {
+			c.MaxPendingPerIP, c.MaxPendingPerSubnet, c.MaxInboundPerIP = -1, -1, -1
+		})
 		l := a.listen(t, e)
 		var wg sync.WaitGroup
 		wg.Go(func() {
@@ -622,6 +645,9 @@ func TestConfigValidation(t *testing.T) {
 		{"too long", Config{Identity: id, Network: strings.Repeat("x", 65)}, "transport: invalid config: Network is 65 bytes, max 64"},
 		{"negative timeout", Config{Identity: id, Network: "n", HandshakeTimeout: -1}, "transport: invalid config: HandshakeTimeout -1ns is negative"},
 		{"negative pending", Config{Identity: id, Network: "n", MaxPendingHandshakes: -1}, "transport: invalid config: MaxPendingHandshakes -1 is negative"},
+		{"negative first byte", Config{Identity: id, Network: "n", FirstByteTimeout: -1}, "transport: invalid config: FirstByteTimeout -1ns is negative"},
+		{"invalid exempt", Config{Identity: id, Network: "n", LimitExempt: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), {}}},
+			`transport: invalid config: LimitExempt[1] "invalid Prefix" is not a valid prefix`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -639,8 +665,31 @@ func TestConfigValidation(t *testing.T) {
 		t.Errorf("64-byte network: %v", err)
 	}
 	cfg, _ := good.withDefaults()
-	if cfg.HandshakeTimeout != DefaultHandshakeTimeout || cfg.MaxPendingHandshakes != DefaultMaxPendingHandshakes || cfg.Gater == nil {
+	if cfg.HandshakeTimeout != DefaultHandshakeTimeout || cfg.MaxPendingHandshakes != DefaultMaxPendingHandshakes || cfg.Gater == nil ||
+		cfg.FirstByteTimeout != DefaultFirstByteTimeout || cfg.MaxPendingPerIP != DefaultMaxPendingPerIP ||
+		cfg.MaxPendingPerSubnet != DefaultMaxPendingPerSubnet || cfg.MaxInboundPerIP != DefaultMaxInboundPerIP {
 		t.Errorf("defaults not applied: %+v", cfg)
+	}
+	if DefaultFirstByteTimeout >= DefaultHandshakeTimeout {
+		t.Errorf("DefaultFirstByteTimeout %v not below DefaultHandshakeTimeout %v", DefaultFirstByteTimeout, DefaultHandshakeTimeout)
+	}
+	// Negative caps mean none and stay negative; exempt prefixes are
+	// masked, IPv4-mapped ones made IPv4; the caller's slice is not
+	// touched.
+	exempt := []netip.Prefix{netip.MustParsePrefix("10.1.2.3/8"), netip.MustParsePrefix("::ffff:192.168.1.0/120")}
+	cfg, err := Config{Identity: id, Network: "n", MaxPendingPerIP: -1, MaxPendingPerSubnet: -2, MaxInboundPerIP: -1,
+		LimitExempt: exempt}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxPendingPerIP != -1 || cfg.MaxPendingPerSubnet != -2 || cfg.MaxInboundPerIP != -1 {
+		t.Errorf("negative caps changed: %+v", cfg)
+	}
+	if got := fmt.Sprint(cfg.LimitExempt); got != "[10.0.0.0/8 192.168.1.0/24]" {
+		t.Errorf("LimitExempt normalized to %s", got)
+	}
+	if exempt[0].String() != "10.1.2.3/8" {
+		t.Errorf("caller's LimitExempt changed: %v", exempt)
 	}
 }
 
@@ -679,12 +728,16 @@ func TestStrings(t *testing.T) {
 		{RefusalLimit.String(), "resource limit"},
 		{RefusalDuplicate.String(), "duplicate link"},
 		{RefusalClosing.String(), "closing"},
+		{RefusalAddrLimit.String(), "address limit"},
 		{RefusalOther.String(), "other"},
 		{RefusalCode(9).String(), "refusal(9)"},
 		{Refuse(RefusalLimit, errors.New("full")).Error(), "full"},
 		{Refuse(RefusalLimit, nil).Error(), "refused: resource limit"},
 		{(&RemoteRefusedError{Code: RefusalDuplicate, Reason: "have one"}).Error(), "transport: remote refused the link (duplicate link): have one"},
 		{(&RemoteRefusedError{Code: RefusalClosing}).Error(), "transport: remote refused the link (closing)"},
+		{(&ListenerRefusedError{Addr: "127.0.0.1:4001", Code: 1}).Error(), "transport: listener 127.0.0.1:4001 busy: too many pending handshakes, try again later"},
+		{(&ListenerRefusedError{Addr: "127.0.0.1:4001", Code: 2}).Error(), "transport: listener 127.0.0.1:4001 refused the connection: too many connections from our address"},
+		{(&ListenerRefusedError{Addr: "[::1]:4001", Code: 9}).Error(), "transport: listener [::1]:4001 refused the connection before the handshake (code 9), try again later"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
@@ -697,8 +750,18 @@ func TestStrings(t *testing.T) {
 	if errors.Is(&RemoteRefusedError{}, ErrGated) {
 		t.Error("RemoteRefusedError is ErrGated")
 	}
+	if errors.Is(&RemoteRefusedError{Code: RefusalLimit}, ErrAddrConnLimit) || !errors.Is(&RemoteRefusedError{Code: RefusalAddrLimit}, ErrAddrConnLimit) {
+		t.Error("RemoteRefusedError is ErrAddrConnLimit for the wrong codes")
+	}
+	for code, want := range map[byte]error{1: ErrListenerBusy, 2: ErrAddrConnLimit, 9: ErrListenerBusy} {
+		err := error(&ListenerRefusedError{Code: code})
+		if !errors.Is(err, want) || errors.Is(err, ErrRemoteRefused) {
+			t.Errorf("ListenerRefusedError code %d: not %v only", code, want)
+		}
+	}
 	for _, s := range []error{ErrPeerIDMismatch, ErrNetworkMismatch, ErrGated, ErrRemoteRefused,
-		ErrHandshakeTimeout, ErrInvalidConfig, ErrCertificateRejected, ErrProtocol, ErrNoListener, ErrInvalidCertificate} {
+		ErrHandshakeTimeout, ErrInvalidConfig, ErrCertificateRejected, ErrProtocol, ErrNoListener, ErrInvalidCertificate,
+		ErrListenerBusy, ErrAddrConnLimit} {
 		if !strings.HasPrefix(s.Error(), "transport: ") {
 			t.Errorf("sentinel %q lacks the prefix", s)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"time"
 
@@ -31,30 +32,55 @@ type securer interface {
 // code path shared by all transports: deadline and cancellation, the
 // security step, the gater's InterceptSecured and the admission verdict.
 type upgrader struct {
-	local      peer.ID
-	timeout    time.Duration
-	maxPending int
-	gater      Gater
-	sec        securer
-	wrapRaw    func(net.Conn) net.Conn // Config.RawConnWrapper, or nil
-	log        zerolog.Logger
-	stats      counters
+	local     peer.ID
+	timeout   time.Duration
+	firstByte time.Duration // Config.FirstByteTimeout, at most timeout
+	pending   pendingLimits // each listener's caps on pending handshakes
+	exempt    []netip.Prefix
+	links     *addrLinks // Config.MaxInboundPerIP; nil: unlimited
+	gater     Gater
+	sec       securer
+	wrapRaw   func(net.Conn) net.Conn // Config.RawConnWrapper, or nil
+	log       zerolog.Logger
+	stats     counters
 
 	// hook, if set (tests only, before any Listen), sees each inbound
-	// event: "start", "ok", "failed", "refused", "overlimit".
+	// event: "start" (handshake goroutine started), "spoke" (first byte
+	// read), "ok", "failed", "refused" (by the gater), "overlimit"
+	// (refused as busy), "addrlimit" (MaxInboundPerIP), "evicted",
+	// "silent" (FirstByteTimeout). It is called from the accept loop
+	// too, so it must not block.
 	hook func(kind string, remote net.Addr, err error)
 }
 
 func newUpgrader(cfg Config, sec securer) *upgrader {
 	return &upgrader{
-		local:      cfg.Identity.ID(),
-		timeout:    cfg.HandshakeTimeout,
-		maxPending: cfg.MaxPendingHandshakes,
-		gater:      cfg.Gater,
-		sec:        sec,
-		wrapRaw:    cfg.RawConnWrapper,
-		log:        cfg.Logger,
+		local:     cfg.Identity.ID(),
+		timeout:   cfg.HandshakeTimeout,
+		firstByte: min(cfg.FirstByteTimeout, cfg.HandshakeTimeout),
+		pending: pendingLimits{
+			global:    cfg.MaxPendingHandshakes,
+			perIP:     cfg.MaxPendingPerIP,
+			perSubnet: cfg.MaxPendingPerSubnet,
+			slowAfter: min(cfg.FirstByteTimeout, cfg.HandshakeTimeout),
+		},
+		exempt:  cfg.LimitExempt,
+		links:   newAddrLinks(cfg.MaxInboundPerIP),
+		gater:   cfg.Gater,
+		sec:     sec,
+		wrapRaw: cfg.RawConnWrapper,
+		log:     cfg.Logger,
 	}
+}
+
+// limited reports whether the per-address caps apply to ip.
+func (u *upgrader) limited(ip netip.Addr) bool {
+	for _, p := range u.exempt {
+		if p.Contains(ip) {
+			return false
+		}
+	}
+	return true
 }
 
 // dialFunc opens a raw connection to addr. It returns the connect's round
@@ -132,6 +158,10 @@ func (u *upgrader) upgradeOutbound(ctx context.Context, raw net.Conn, expected p
 	if err != nil {
 		done()
 		raw.Close()
+		if lr := (*ListenerRefusedError)(nil); errors.As(err, &lr) {
+			u.stats.outRemoteRefused.Add(1)
+			return nil, err
+		}
 		u.stats.outFailed.Add(1)
 		return nil, u.failure(ctx, u.sec.name(), err)
 	}
@@ -164,52 +194,59 @@ func (u *upgrader) upgradeOutbound(ctx context.Context, raw net.Conn, expected p
 	return c, nil
 }
 
-// upgradeInbound: the RawConnWrapper, security step,
-// InterceptSecured(Inbound), write the verdict. raw is closed on failure
-// and on refusal. ctx is the listener's: it ends when the listener
-// closes.
-func (u *upgrader) upgradeInbound(ctx context.Context, raw net.Conn) (Conn, error) {
-	if u.wrapRaw != nil {
-		raw = u.wrapRaw(raw)
-	}
-	done := guard(ctx, raw)
-	_ = raw.SetDeadline(time.Now().Add(u.timeout))
+// upgradeInbound: security step, InterceptSecured(Inbound), admit,
+// write the verdict. conn is the accepted socket, wrapped by the
+// RawConnWrapper, its first byte read already and replayed; deadline
+// bounds the whole (it counts from the accept). admit, called once the
+// gater has allowed the link, may refuse it: its error, a
+// *RefusalError, is sent as the verdict and returned. conn is closed on
+// failure and on refusal. ctx is the listener's: it ends when the
+// listener closes. Outcomes are counted by the caller.
+func (u *upgrader) upgradeInbound(ctx context.Context, conn net.Conn, deadline time.Time, admit func(Conn) error) (Conn, error) {
+	done := guard(ctx, conn)
+	_ = conn.SetDeadline(deadline)
 
-	c, err := u.sec.secureInbound(raw)
+	c, err := u.sec.secureInbound(conn)
 	if err != nil {
 		done()
-		raw.Close()
-		u.stats.inFailed.Add(1)
+		conn.Close()
 		return nil, u.failure(ctx, u.sec.name(), err)
 	}
 	var (
 		code   RefusalCode
 		reason string
+		aerr   error
 	)
-	gerr := u.gater.InterceptSecured(Inbound, c.RemotePeer(), raw.RemoteAddr())
-	if gerr != nil {
+	gerr := u.gater.InterceptSecured(Inbound, c.RemotePeer(), conn.RemoteAddr())
+	if gerr == nil {
+		aerr = admit(c)
+	}
+	switch {
+	case gerr != nil:
 		code, reason = refusalOf(gerr)
+	case aerr != nil:
+		code, reason = refusalOf(aerr)
 	}
 	werr := writeVerdict(c, code, reason)
-	if gerr != nil {
+	switch {
+	case gerr != nil:
 		done()
 		c.Close()
-		u.stats.inRefused.Add(1)
 		return nil, fmt.Errorf("%w: link from %s (%s): %w", ErrGated, c.RemotePeer().ShortString(), code, gerr)
-	}
-	if werr != nil {
+	case aerr != nil:
 		done()
 		c.Close()
-		u.stats.inFailed.Add(1)
+		return nil, fmt.Errorf("transport: link from %s at %s refused (%s): %w", c.RemotePeer().ShortString(), conn.RemoteAddr(), code, aerr)
+	case werr != nil:
+		done()
+		c.Close()
 		return nil, u.failure(ctx, "admission verdict", werr)
 	}
 	if done() {
 		c.Close()
-		u.stats.inFailed.Add(1)
 		return nil, u.failure(ctx, "admission verdict", ctx.Err())
 	}
-	_ = raw.SetDeadline(time.Time{})
-	u.stats.inOK.Add(1)
+	_ = conn.SetDeadline(time.Time{})
 	return c, nil
 }
 
@@ -253,6 +290,7 @@ func isOurs(err error) bool {
 	for _, s := range [...]error{
 		ErrPeerIDMismatch, ErrNetworkMismatch, ErrCertificateRejected,
 		ErrInvalidCertificate, ErrProtocol, ErrGated, ErrRemoteRefused, ErrHandshakeTimeout,
+		ErrListenerBusy, ErrAddrConnLimit,
 	} {
 		if errors.Is(err, s) {
 			return true
