@@ -3,6 +3,7 @@ package peerlink
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -20,6 +21,10 @@ const (
 	DefaultNetwork               = "peerlink"
 	DefaultHandshakeTimeout      = transport.DefaultHandshakeTimeout
 	DefaultMaxPendingHandshakes  = transport.DefaultMaxPendingHandshakes
+	DefaultFirstByteTimeout      = transport.DefaultFirstByteTimeout
+	DefaultMaxPendingPerIP       = transport.DefaultMaxPendingPerIP
+	DefaultMaxPendingPerSubnet   = transport.DefaultMaxPendingPerSubnet
+	DefaultMaxInboundPerIP       = transport.DefaultMaxInboundPerIP
 	DefaultDialTimeout           = 15 * time.Second
 	DefaultMaxConnections        = 400
 	DefaultMaxInboundConnections = 300
@@ -95,8 +100,28 @@ type Config struct {
 	HandshakeTimeout time.Duration
 
 	// MaxPendingHandshakes bounds inbound handshakes in flight per
-	// listener; sockets beyond it are closed at once. Zero means 64.
+	// listener (64), MaxPendingPerIP (8) and MaxPendingPerSubnet (16, per
+	// IPv4 /24 or IPv6 /64) those from one source. A socket that sends no
+	// byte within FirstByteTimeout (2 s) is closed; a new socket that finds
+	// a cap reached evicts the oldest silent socket in its scope (or one
+	// slower than FirstByteTimeout), so silent and slow clients, however
+	// many, cannot keep an honest peer out; only when there is none is the
+	// new one refused, and its dialer gets transport.ErrListenerBusy,
+	// which its circuit breaker does not count. Negative per-source caps
+	// set none. See transport.Config.
 	MaxPendingHandshakes int
+	MaxPendingPerIP      int
+	MaxPendingPerSubnet  int
+	FirstByteTimeout     time.Duration
+
+	// MaxInboundPerIP bounds the inbound links from one remote IP (IPv6:
+	// one /64): 8, as libp2p allows per IPv4 address. A dialer past it is
+	// refused before any TLS work with transport.ErrAddrConnLimit. Loopback
+	// counts like any address. Negative means unlimited. LimitExempt lists
+	// addresses exempt from the per-IP and per-subnet caps (a node's own
+	// sentries behind one NAT, say).
+	MaxInboundPerIP int
+	LimitExempt     []netip.Prefix
 
 	// DialTimeout bounds one Connect attempt over all of the peer's
 	// addresses. Zero means 15 s.
@@ -294,6 +319,10 @@ func DefaultConfig() Config {
 		Network:               DefaultNetwork,
 		HandshakeTimeout:      DefaultHandshakeTimeout,
 		MaxPendingHandshakes:  DefaultMaxPendingHandshakes,
+		MaxPendingPerIP:       DefaultMaxPendingPerIP,
+		MaxPendingPerSubnet:   DefaultMaxPendingPerSubnet,
+		FirstByteTimeout:      DefaultFirstByteTimeout,
+		MaxInboundPerIP:       DefaultMaxInboundPerIP,
 		DialTimeout:           DefaultDialTimeout,
 		DialAddrDelay:         DefaultDialAddrDelay,
 		DialAddrTimeout:       DefaultDialAddrTimeout,
@@ -336,6 +365,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"DialTimeout", cfg.DialTimeout},
 		{"StreamHeaderTimeout", cfg.StreamHeaderTimeout},
 		{"DialAddrDelay", cfg.DialAddrDelay},
+		{"FirstByteTimeout", cfg.FirstByteTimeout},
 		{"DialAddrTimeout", cfg.DialAddrTimeout},
 		{"AddrTTL", cfg.AddrTTL},
 		{"RecordRetention", cfg.RecordRetention},

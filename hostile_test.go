@@ -3,8 +3,12 @@ package peerlink_test
 import (
 	"encoding/binary"
 	"io"
+	"net"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/peerlink/peerlink"
 	"github.com/peerlink/peerlink/mux"
@@ -116,4 +120,66 @@ func heapAfterGC() int64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return int64(ms.HeapAlloc)
+}
+
+// Hundreds of silent sockets from the honest peer's own address, each
+// re-opened as soon as the node drops it: the honest peer still connects
+// on its first try, well within a second.
+func TestHonestPeerConnectsDuringSilentFlood(t *testing.T) {
+	node := newManager(t)
+	withEcho(node, t)
+	addr := node.Addrs()[0]
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var dials atomic.Int64
+	for range 300 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					continue
+				}
+				dials.Add(1)
+				closed := make(chan struct{})
+				go func() {
+					_, _ = c.Read(make([]byte, 1)) // until the node drops it
+					close(closed)
+				}()
+				select {
+				case <-closed:
+				case <-stop:
+				}
+				c.Close()
+				<-closed
+			}
+		})
+	}
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+	// Let the flood fill the node's pending table first.
+	for dials.Load() < 1000 {
+		runtime.Gosched()
+	}
+	for i := range 5 {
+		honest := newManager(t)
+		start := time.Now()
+		err := honest.Connect(ctxT(t), node.AddrInfo())
+		took := time.Since(start)
+		t.Logf("honest peer %d connected in %v during the flood (%d attacker sockets so far)", i, took, dials.Load())
+		if err != nil {
+			t.Fatalf("honest peer %d: first try failed: %v", i, err)
+		}
+		if took > time.Second {
+			t.Errorf("honest peer %d took %v to connect", i, took)
+		}
+		roundTrip(t, honest, node.ID(), []byte("hello"))
+		honest.Close()
+	}
 }

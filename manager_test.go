@@ -347,7 +347,36 @@ func TestConcurrentConnectsShareOneDial(t *testing.T) {
 func TestSimultaneousDialKeepsOneLink(t *testing.T) {
 	for round := range 10 {
 		t.Run(fmt.Sprint(round), func(t *testing.T) {
-			a, b := newManager(t), newManager(t)
+			// The two dials must cross: each waits, once connected and
+			// before its handshake, for the other to have connected too.
+			// (Otherwise one side's Connect, scheduled late, finds the
+			// other's link already open and rightly uses it.)
+			var (
+				targets sync.Map // the two listen addresses
+				dialing atomic.Int32
+				both    = make(chan struct{})
+			)
+			crossing := func(c *peerlink.Config) {
+				c.Transport = func(tc transport.Config) (transport.Transport, error) {
+					tc.RawConnWrapper = func(raw net.Conn) net.Conn {
+						if _, ok := targets.Load(raw.RemoteAddr().String()); ok {
+							if n := dialing.Add(1); n == 2 {
+								close(both)
+							} else if n < 2 {
+								select {
+								case <-both:
+								case <-time.After(10 * time.Second):
+								}
+							}
+						}
+						return raw
+					}
+					return transport.NewTCP(tc)
+				}
+			}
+			a, b := newManager(t, crossing), newManager(t, crossing)
+			targets.Store(a.Addrs()[0], true)
+			targets.Store(b.Addrs()[0], true)
 			withEcho(a, t)
 			withEcho(b, t)
 			subA, subB := a.Subscribe(0), b.Subscribe(0)

@@ -30,7 +30,11 @@ func excluded(err error) bool {
 	case errors.Is(err, ErrClosed), errors.Is(err, transport.ErrGated),
 		errors.Is(err, ErrConnectionLimit), errors.Is(err, ErrInboundLimit),
 		errors.Is(err, ErrNoAddresses), errors.Is(err, context.Canceled),
-		errors.Is(err, errDialSatisfied):
+		errors.Is(err, errDialSatisfied),
+		// The peer is up, but its listener is busy or has enough links
+		// from our address: try later, and do not count it as the peer's
+		// failure.
+		errors.Is(err, transport.ErrListenerBusy), errors.Is(err, transport.ErrAddrConnLimit):
 		return true
 	case errors.As(err, &refused):
 		return refused.Code == transport.RefusalDuplicate

@@ -38,6 +38,8 @@ type listener struct {
 	loopDone chan struct{}
 	loopErr  error // set before loopDone closes
 
+	evictions int // by the accept loop; see evictPace
+
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -144,6 +146,20 @@ func (l *listener) admit(raw net.Conn, remote net.Addr) {
 		}
 	}
 	victims, full, ok := l.table.admit(e, e.start)
+	if len(victims) > 0 {
+		// Under a flood of silent sockets, take the next socket a moment
+		// later: meanwhile sockets wait in the kernel's accept queue,
+		// which costs us nothing, and an honest dialer's first bytes
+		// arrive there, so that it joins the table having spoken (see
+		// pendingTable.probe) instead of as the newest silent socket,
+		// which a flood from its own address would evict within
+		// microseconds. Attackers' sockets, which never speak, queue
+		// behind each other. (Every few evictions: a sleep takes about a
+		// millisecond whatever is asked.)
+		if l.evictions++; l.evictions%evictBurst == 0 {
+			defer time.Sleep(evictPace)
+		}
+	}
 	for _, v := range victims {
 		v.e.conn.Close()
 		l.up.stats.inPending.Add(-1)
@@ -171,6 +187,13 @@ func (l *listener) admit(raw net.Conn, remote net.Addr) {
 	l.up.stats.inPending.Add(1)
 	l.wg.Go(func() { l.handshake(e, raw) })
 }
+
+// Under a flood, the accept loop pauses for evictPace after every
+// evictBurst evictions: about 250 µs an eviction.
+const (
+	evictPace  = time.Millisecond
+	evictBurst = 4
+)
 
 // capOf returns the cap of a scope.
 func (l *listener) capOf(s pendingScope) int {

@@ -126,12 +126,9 @@ func (l *listener) sendMarker(raw net.Conn, code byte) {
 		conn.Close()
 		return
 	}
-	drained := make(chan struct{})
-	l.wg.Go(func() {
-		defer close(drained)
-		_, _ = io.Copy(io.Discard, conn)
-	})
+	// The drain ends as soon as conn is closed; the refuser's place is
+	// not held for it (the listener's Close waits for it).
+	l.wg.Go(func() { _, _ = io.Copy(io.Discard, conn) })
 	_, _ = conn.Write(marker[:])
 	conn.Close()
-	<-drained
 }

@@ -134,6 +134,9 @@ func (t *pendingTable) admit(e *pendingEntry, now time.Time) (victims []eviction
 		scope := t.fullScope(e)
 		if scope == 0 {
 			e.state = pendingSilent
+			if len(victims) > 0 && t.probe != nil && t.probe(e) {
+				e.state = pendingSpoke // it waited in the kernel's queue long enough to speak
+			}
 			t.insert(e)
 			return victims, 0, true
 		}

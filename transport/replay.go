@@ -1,6 +1,9 @@
 package transport
 
-import "net"
+import (
+	"fmt"
+	"net"
+)
 
 // replayConn is an inbound socket whose first byte the listener read to
 // see that the remote speaks (Config.FirstByteTimeout): its Read returns
@@ -34,4 +37,43 @@ func unwrapReplay(c net.Conn) net.Conn {
 		return r.Conn
 	}
 	return c
+}
+
+// recordTypeHandshake is the first byte of every TLS ClientHello: the
+// type of the record that carries it.
+const recordTypeHandshake = 0x16
+
+// leadConn is an outbound socket whose first byte the dialer wrote at
+// once, ahead of the ClientHello: a listener under a flood of silent
+// sockets evicts those that have not spoken, and making the ClientHello
+// takes a key generation (X25519MLKEM768), time in which a busy listener
+// may see several newer sockets arrive. So the dialer speaks first and
+// the TLS client's first Write leaves out the byte already sent. Once
+// the handshake is done the securer puts the socket itself back under
+// the link.
+type leadConn struct {
+	net.Conn
+	lead byte
+	done bool
+}
+
+func (c *leadConn) Write(p []byte) (int, error) {
+	if c.done || len(p) == 0 {
+		return c.Conn.Write(p)
+	}
+	c.done = true
+	if p[0] != c.lead {
+		return 0, fmt.Errorf("%w: the TLS client's first record is of type %#x, not %#x as announced", ErrProtocol, p[0], c.lead)
+	}
+	n, err := c.Conn.Write(p[1:])
+	return n + 1, err
+}
+
+// speakFirst writes the lead byte to raw and returns the conn the TLS
+// client is to write through.
+func speakFirst(raw net.Conn) (*leadConn, error) {
+	if _, err := raw.Write([]byte{recordTypeHandshake}); err != nil {
+		return nil, err
+	}
+	return &leadConn{Conn: raw, lead: recordTypeHandshake}, nil
 }

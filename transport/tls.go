@@ -233,10 +233,15 @@ func (s *tlsSecurer) secureOutbound(raw net.Conn, expected peer.ID) (Conn, error
 			return nil
 		},
 	}
-	batch := &recordBatcher{Conn: raw, probing: true}
+	lead, err := speakFirst(raw)
+	if err != nil {
+		return nil, err
+	}
+	batch := &recordBatcher{Conn: lead, probing: true}
 	tc := tls.Client(batch, conf)
-	err := tc.Handshake()
+	err = tc.Handshake()
 	rtt := batch.stopProbe() // ClientHello to the listener's flight
+	batch.Conn = raw         // the handshake's writes are done (see leadConn)
 	if err != nil {
 		// A listener that refused us before the handshake wrote the
 		// refusal marker, which crypto/tls takes for a record header.
