@@ -29,8 +29,11 @@ type Config struct {
 	// Timeout bounds one probe. 0 selects DefaultTimeout.
 	Timeout time.Duration
 	// IdleThreshold: a link on which no bytes have arrived for this long
-	// since its last check needs a probe. 0 selects Interval: then a
-	// silent link is probed at every sweep, a busy one never.
+	// since its last check needs a probe. 0 selects Interval: then an
+	// idle link is probed at every other sweep (an answer is arrival),
+	// a busy one never. A link whose last probe failed, with nothing
+	// arrived since, is probed again at every sweep, whatever
+	// IdleThreshold.
 	IdleThreshold time.Duration
 	// FailureThreshold is the number of consecutive failed checks that
 	// declares a link dead: with 3, the 3rd failure in a row does. 0
@@ -115,19 +118,23 @@ func (c Config) withDefaults() Config {
 //
 // (55s with the defaults), as long as Timeout and IdleThreshold do not
 // exceed Interval. Beyond that, sweeps spread out (one lasts as long as
-// its slowest probe) and probes of a link skip sweeps, and the bound
-// returned is the larger
+// its slowest probe) and the first probe waits for IdleThreshold, and the
+// bound returned is the larger
 //
-//	(IdleThreshold + G) + (FailureThreshold-1)*P + Timeout
+//	IdleThreshold + FailureThreshold*G + Timeout
 //
 // where G = max(Interval, Timeout) is the longest time between the starts
-// of two sweeps and P, the longest between two probes of a failing link,
-// is G, or IdleThreshold+G when IdleThreshold exceeds Interval.
+// of two sweeps: the first probe comes at most IdleThreshold+G after the
+// last byte, and a failing link is probed again at every sweep.
 //
 // In practice a link is declared dead sooner: the first probe comes
 // IdleThreshold to IdleThreshold+Interval after the last byte, the others
 // one Interval apart, and the last fails Timeout after it starts: 35–45s
-// with the defaults.
+// with the defaults. The bound counts from the last byte, so it holds
+// from the moment a link goes silent whether the link was busy (its last
+// byte arrives just before) or idle (its last byte, the answer to a
+// probe, came earlier, so it is often declared dead sooner after the
+// silence).
 //
 // The bound assumes what the Monitor cannot enforce: that Target.Ping
 // returns when its context ends, and that the links needing a probe in
@@ -138,13 +145,8 @@ func (c Config) withDefaults() Config {
 func (c Config) DetectionBound() time.Duration {
 	c = c.withDefaults()
 	i, t, idle, k := c.Interval, c.Timeout, c.IdleThreshold, time.Duration(c.FailureThreshold)
-	bound := (i+t)*k + i
 	g := max(i, t)
-	p := g
-	if idle > i {
-		p = idle + g
-	}
-	return max(bound, idle+g+(k-1)*p+t)
+	return max((i+t)*k+i, idle+k*g+t)
 }
 
 // NewState returns a State for a link that starts now, which declares the

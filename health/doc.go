@@ -16,8 +16,9 @@
 //     when it was last checked, errors seen since, the latency EWMA and
 //     failure counts. NeedsCheck says, with no I/O, whether a link needs a
 //     probe: one that has received bytes within IdleThreshold, and has had
-//     no errors recorded since its last check, does not, so a busy link
-//     costs no probes. Observe records a probe's result and says, exactly
+//     no errors recorded (nor a failed check with nothing arriving after
+//     it) since its last check, does not, so a busy link costs no probes;
+//     a failing one is probed at every sweep. Observe records a probe's result and says, exactly
 //     once, when FailureThreshold consecutive probes have failed.
 //   - Check probes one target with Config.Timeout; CheckAll probes many
 //     with at most MaxInFlight probes at once.

@@ -88,10 +88,18 @@ func NewState(now time.Time) *State {
 }
 
 // NeedsCheck reports whether the link needs a probe at now: when errors
-// were recorded since its last check, or when it has been idle for at
-// least idle, counting from the later of lastActivity (when bytes last
-// arrived on it) and its last check. A link declared dead needs none. It
-// does no I/O and takes no lock.
+// were recorded since its last check; when its last check failed and no
+// bytes have arrived since (a run of failures goes on at every sweep
+// until the link answers or is declared dead); or when it has been idle
+// for at least idle, counting from the later of lastActivity (when bytes
+// last arrived on it) and its last check. A link declared dead needs
+// none. It does no I/O and takes no lock.
+//
+// A failing link does not wait for idle to pass again: a sweep reads the
+// clock before it goes over the links and probes them after, so the
+// next sweep, Interval later, finds the last probe a little less than
+// Interval ago, and with idle equal to Interval (the default) a failing
+// link would be probed only every other sweep.
 func (s *State) NeedsCheck(now, lastActivity time.Time, idle time.Duration) bool {
 	if s.dead.Load() {
 		return false
@@ -102,6 +110,8 @@ func (s *State) NeedsCheck(now, lastActivity time.Time, idle time.Duration) bool
 	since := s.base.Add(time.Duration(s.lastCheck.Load()))
 	if lastActivity.After(since) {
 		since = lastActivity
+	} else if s.consec.Load() > 0 {
+		return true
 	}
 	return now.Sub(since) >= idle
 }

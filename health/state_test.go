@@ -71,6 +71,33 @@ func TestNeedsCheck(t *testing.T) {
 	}
 }
 
+// TestNeedsCheckFailing: a link whose last check failed needs another at
+// once while nothing arrives, not IdleThreshold after that check; bytes
+// arriving end that, and idle counts from them again.
+func TestNeedsCheckFailing(t *testing.T) {
+	const idle = 10 * time.Second
+	s := health.NewState(t0)
+	s.Observe(health.Result{Err: errRefused, Time: at(10 * time.Second)})
+	if !s.NeedsCheck(at(10*time.Second+time.Millisecond), at(5*time.Second), idle) {
+		t.Error("no check needed right after a failed one, nothing arrived since")
+	}
+	if !s.NeedsCheck(at(19*time.Second+999*time.Millisecond), at(5*time.Second), idle) {
+		t.Error("no check needed 1ms short of IdleThreshold after a failed one")
+	}
+	// Bytes arrived after the failed check: idle counts from them.
+	if s.NeedsCheck(at(12*time.Second), at(11*time.Second), idle) {
+		t.Error("needs a check 1s after bytes arrived")
+	}
+	if !s.NeedsCheck(at(21*time.Second), at(11*time.Second), idle) {
+		t.Error("no check needed IdleThreshold after the bytes")
+	}
+	// A success ends the run: idle counts from the check again.
+	s.Observe(health.Result{Healthy: true, RTT: time.Millisecond, Time: at(30 * time.Second)})
+	if s.NeedsCheck(at(39*time.Second), at(5*time.Second), idle) {
+		t.Error("needs a check 9s after a successful one")
+	}
+}
+
 func TestNeedsCheckMonotonic(t *testing.T) {
 	// Times from time.Now carry a monotonic reading; a State compares on it.
 	now := time.Now()
@@ -253,8 +280,9 @@ func TestDetectionBound(t *testing.T) {
 		{health.Config{Interval: 2 * s, Timeout: s, FailureThreshold: 5}, 17 * s},
 		// Timeout > Interval: sweeps last Timeout; 1+5 + 2*5 + 5.
 		{health.Config{Interval: s, Timeout: 5 * s, FailureThreshold: 3}, 21 * s},
-		// IdleThreshold > Interval: probes skip sweeps; 30+10 + 2*40 + 1.
-		{health.Config{Interval: 10 * s, Timeout: s, IdleThreshold: 30 * s}, 121 * s},
+		// IdleThreshold > Interval: the first probe waits for it, the
+		// others come at every sweep; 30+10 + 2*10 + 1.
+		{health.Config{Interval: 10 * s, Timeout: s, IdleThreshold: 30 * s}, 61 * s},
 	}
 	for _, c := range cases {
 		if got := c.cfg.DetectionBound(); got != c.want {

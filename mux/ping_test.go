@@ -178,29 +178,49 @@ func TestPingRemoteEnd(t *testing.T) {
 
 // TestPingShared: pings that overlap share one yamux ping, so a stream of
 // short-deadline pings to a silent peer leaves at most one goroutine.
+//
+// It runs in a synctest bubble. In real time a 1 ms deadline can pass
+// before PingContext even looks at its context (a preemption on a loaded
+// machine, or the race detector, between WithTimeout and the call): the
+// call then returns the deadline error at once without starting a ping,
+// as it should, and the first ping left none in flight ("ping 0: in
+// flight 0x0, want the first one 0x0"). In the bubble the deadline
+// passes only once every goroutine is blocked: each call has started or
+// joined the ping, which has gone out (into the void), by then.
 func TestPingShared(t *testing.T) {
-	cc, sc := net.Pipe()
-	sw := newSwallowConn(cc)
-	cfg := testConfig()
-	cfg.ConnectionWriteTimeout = time.Minute
-	p := newPair(t, sw, sc, cfg, cfg, nil, nil)
-	sw.swallow.Store(true)
-	var first *pingCall
-	for i := range 20 {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-		_, err := p.client.PingContext(ctx)
-		cancel()
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Fatalf("ping %d: %v", i, err)
+	inBubble(t, func(t *testing.T) {
+		cc, sc := net.Pipe()
+		sw := newSwallowConn(cc)
+		cfg := testConfig()
+		cfg.ConnectionWriteTimeout = time.Minute
+		p := newPair(t, sw, sc, cfg, cfg, nil, nil)
+		sw.swallow.Store(true)
+		var first *pingCall
+		for i := range 20 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+			_, err := p.client.PingContext(ctx)
+			cancel()
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("ping %d: %v", i, err)
+			}
+			p.client.mu.Lock()
+			c, running := p.client.ping, p.client.running
+			p.client.mu.Unlock()
+			if i == 0 {
+				first = c
+			}
+			if c == nil || c != first {
+				t.Fatalf("ping %d: in flight %p, want the first one %p", i, c, first)
+			}
+			// The accept loop and the one ping goroutine.
+			if running != 2 {
+				t.Fatalf("ping %d: %d session goroutines, want 2", i, running)
+			}
 		}
-		p.client.mu.Lock()
-		c := p.client.ping
-		p.client.mu.Unlock()
-		if i == 0 {
-			first = c
+		select {
+		case <-sw.swallowed:
+		default:
+			t.Fatal("no ping was written")
 		}
-		if c == nil || c != first {
-			t.Fatalf("ping %d: in flight %p, want the first one %p", i, c, first)
-		}
-	}
+	})
 }
