@@ -44,7 +44,12 @@ var yamuxDependents = []struct{ behaviour, code, tests string }{
 		"RST/FIN handling: Close is a half close kept until the remote's FIN or StreamCloseTimeout, a plain RST for refused SYNs (backlog, GoAway), ErrConnectionReset/ErrStreamClosed/ErrTimeout on a stream, IsClosed, NumStreams",
 		"session.go (onFrame, queueAckLocked, release, refuse, shutdownCause), stream.go (mapErr, Reset, Close), frameconn.go (codeRefusal, noteSYN), slots.go",
 		"session_test.go: TestReset, TestResetWakesBlocked, TestResetAcknowledged, TestRemoteCloseEOF, TestUnknownProtocol, TestMalformedHeader, TestHeaderTimeout, TestMalformedSeenByOpener, TestStreamLimitInbound, TestStreamFlood; " +
-			"slots_test.go: TestOpenerSlotFollowsRemote, TestSessionEndReturnsGlobalSlots; teardown_test.go: TestGoAway, TestGoAwayRefusesCrossingStream, TestHandlerPanic; sched_test.go: TestCloseWakesWriter",
+			"slots_test.go: TestOpenerSlotFollowsRemote, TestSessionEndReturnsNodeSlots; teardown_test.go: TestGoAway, TestGoAwayRefusesCrossingStream, TestHandlerPanic; sched_test.go: TestCloseWakesWriter",
+	},
+	{
+		"what the guard mirrors of a stream's life in yamux: a stream exists from a SYN (window update or data frame) until both FINs or a RST either way; a RST read from the link makes yamux forget the stream at once, with its buffer, and stops its close timer; data and window updates for a missing stream are dropped (the body read and discarded); the remote's pings are answered by a goroutine per ping (which mux does instead); the receive buffer is a bytes.Buffer grown by doubling (StreamMemory); a data frame past the receive window ends the session",
+		"guard.go, recvfilter.go (injectIn, the filter), node.go (StreamMemory), session.go (admitInbound, handlerReturned), stream.go (refuse)",
+		"hostile_test.go: TestHostileRefusedStreamFlood, TestHostileSlowReaders, TestHostileDataAfterReset, TestDataAfterHandlerReturned, TestHostileCannotTakeTheNodesSlots, TestHostilePingFlood, TestHostileWindowOverflowAndGoAway; fuzz_test.go: FuzzSessionFrames; node_test.go: TestNodeMemoryBudget; the root hostile_test.go",
 	},
 	{
 		"the global timer pool (util.go timerPool, a sync.Pool of timers shared by every session): a timer from a synctest bubble must not reach another bubble or a goroutine outside",
