@@ -946,12 +946,16 @@ func (s *Session) serve(st *Stream) {
 func (s *Session) handlerReturned(st *Stream) {
 	v := recover()
 	if v == nil {
-		_ = st.Close()
-		if !st.finSeen.Load() && !st.remoteReset.Load() {
-			// Nobody will read what the remote still sends: refuse it
-			// (code 7) rather than let yamux buffer it, and free what
-			// yamux holds now.
+		// Nobody will read what the remote still sends: the guard drops
+		// it (and refuses it with code 7 past a window) rather than let
+		// yamux buffer it, and yamux is made to free what it holds now.
+		// The guard knows before the slot is given back.
+		unread := !st.finSeen.Load() && !st.remoteReset.Load()
+		if unread {
 			s.guard.recvClosed(st.id)
+		}
+		_ = st.Close()
+		if unread {
 			s.forgetInYamux(st.id)
 		}
 		return
