@@ -48,6 +48,13 @@ var (
 	// ErrHandlerFailed: the remote's handler for the stream panicked (it
 	// reset the stream with code 6).
 	ErrHandlerFailed = errors.New("mux: stream handler failed")
+	// ErrWriteTimeout: a write to the link did not complete within
+	// Config.WriteTimeout. Part of a frame may have gone, and crypto/tls
+	// fails every write after a failed one, so the link is unusable and
+	// the session ends: Session.Err wraps it, and so do the errors of the
+	// stream operations from then on (with ErrSessionClosed). The text
+	// names the remote and how long the write took.
+	ErrWriteTimeout = errors.New("mux: link write timed out")
 )
 
 // ResetCode is the reason a stream was reset. peerlink carries it in the
