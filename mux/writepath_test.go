@@ -216,6 +216,8 @@ func TestStalledStreamBlocksNobody(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/failfast=%v", l.name, failFast), func(t *testing.T) {
 				cc, sc := l.pair(t)
 				hold := make(chan struct{})
+				release := sync.OnceFunc(func() { close(hold) })
+				defer release() // on failure too: Close waits for the handler
 				cfg := quiet(testConfig())
 				cfg.FailFast = failFast
 				got := make(chan []byte, 1)
@@ -269,7 +271,7 @@ func TestStalledStreamBlocksNobody(t *testing.T) {
 
 				// The remote reads again: the stalled Write's window, and so its
 				// charge, come back, and it completes.
-				close(hold)
+				release()
 				if r := await(t, bulk, "the stalled write"); r.err != nil || r.n != 8<<20 {
 					t.Fatalf("stalled write, once read: %d, %v", r.n, r.err)
 				}
