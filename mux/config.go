@@ -96,20 +96,33 @@ type Config struct {
 	// MaxInFlightChunks turns at a time.) All must be >= 1 if any is set.
 	PriorityWeights [NumPriorities]uint32
 
-	// MaxQueuedBytes and MaxQueuedWrites bound the session's write queue:
-	// the Writes in progress (admitted and not yet returned: waiting for a
-	// turn or for the remote's window, or sending) and their unsent bytes.
-	// 0 means 4 MiB and 1024. The scheduler never copies a Write's buffer,
-	// so the bytes are the callers'; the bounds stop a slow or stalled
-	// remote from making the node's writers pile up. A Write is admitted
-	// while the queue is below the bounds, whatever its own size, so the
-	// bytes can pass MaxQueuedBytes by the last Write admitted (a Write
-	// counts at most MaxQueuedBytes). Low and normal Writes are admitted
-	// only while the queue is below three quarters of each bound: the last
-	// quarter is kept for high and critical ones. At the bounds a Write
-	// waits for room (bounded by its deadline or context; waiters are
-	// admitted highest priority first), or with FailFast fails at once
-	// with ErrBackpressure.
+	// MaxQueuedBytes and MaxQueuedWrites bound the session's write queue,
+	// which stops writers piling up behind a slow link. 0 means 4 MiB and
+	// 1024.
+	//
+	// The queue holds the Writes in progress: admitted and not yet
+	// returned (waiting for a turn or for the remote's window, or
+	// sending). A Write enters it once it holds its stream's write lock,
+	// so concurrent Writes to one stream take one place between them. A
+	// Write counts one against MaxQueuedWrites, and against
+	// MaxQueuedBytes only the bytes its stream's send window lets it send
+	// now: the least of its unsent bytes, its stream's window (plus the
+	// turns it holds, whose bytes are on their way to the link) and
+	// MaxQueuedBytes. The charge follows the window: it shrinks as chunks
+	// go, and grows when the remote returns window. So a Write whose
+	// remote has stopped reading its stream counts (nearly) no bytes, and
+	// a stalled stream delays no other stream's Writes; only what the
+	// link itself has yet to take fills the queue.
+	//
+	// A Write is admitted while the queue is below the bounds, whatever
+	// its own charge, so the bytes can pass MaxQueuedBytes by the charges
+	// of the Writes admitted (including the growth of their windows). Low
+	// and normal Writes are admitted only while the queue is below three
+	// quarters of each bound: the last quarter is kept for high and
+	// critical ones. At the bounds a Write waits for room (bounded by its
+	// deadline or context; waiters are admitted highest priority first),
+	// or with FailFast fails at once with ErrBackpressure. The scheduler
+	// never copies a Write's buffer, so the bytes are the callers'.
 	MaxQueuedBytes  int
 	MaxQueuedWrites int
 
@@ -137,6 +150,33 @@ type Config struct {
 	// ConnectionWriteTimeout is yamux's bound on queueing a frame for the
 	// link (and on a ping's answer). 0 means 10s.
 	ConnectionWriteTimeout time.Duration
+
+	// WriteTimeout bounds every write to the link. Each write the session
+	// makes to the connection (a stream's data frames, yamux's own frames,
+	// resets) gets a write deadline (net.Conn.SetWriteDeadline) of now
+	// plus WriteTimeout. A write still blocked then (the remote has
+	// stopped draining the link) leaves the link unusable: part of a
+	// frame may have gone, and crypto/tls fails every write after a
+	// failed one. The session therefore ends with an error wrapping
+	// ErrWriteTimeout, and every Write waiting on it (for its stream's
+	// lock, the link, a turn, window or queue room) fails at once. 0
+	// means ConnectionWriteTimeout (10s by default).
+	//
+	// A stream's own deadline (Stream.SetWriteDeadline, WriteContext's
+	// context) bounds how long its Write waits, the link included, but is
+	// never put on the link: cutting a link write short would end the
+	// session, and on a busy but healthy link a late Write would then cost
+	// every stream of the link. A Write whose deadline comes before its
+	// link writes' own (now + WriteTimeout) therefore hands its frames,
+	// copied, to a goroutine that writes them; if the deadline passes
+	// first, the Write returns a timeout with those frames counted as
+	// written, and they go on without it, bounded by WriteTimeout (and
+	// holding their turns until they are written).
+	//
+	// To save a system call per write, the deadline is set again only once
+	// it has moved by more than WriteTimeout/16, so a write to the link
+	// may fail after 15/16 of WriteTimeout.
+	WriteTimeout time.Duration
 
 	// StreamCloseTimeout is how long yamux keeps a stream that this side
 	// has closed while it waits for the remote's close. A stream this side
@@ -254,6 +294,8 @@ func (c Config) normalize() (Config, error) {
 		return bad("KeepAliveInterval", c.KeepAliveInterval, "must be >= 0")
 	case c.ConnectionWriteTimeout < 0:
 		return bad("ConnectionWriteTimeout", c.ConnectionWriteTimeout, "must be >= 0")
+	case c.WriteTimeout < 0:
+		return bad("WriteTimeout", c.WriteTimeout, "must be >= 0")
 	case c.StreamCloseTimeout < 0:
 		return bad("StreamCloseTimeout", c.StreamCloseTimeout, "must be >= 0")
 	case c.StreamWindow != 0 && c.StreamWindow < DefaultStreamWindow:
@@ -316,6 +358,9 @@ func (c Config) normalize() (Config, error) {
 	}
 	if c.ConnectionWriteTimeout == 0 {
 		c.ConnectionWriteTimeout = DefaultConnectionWriteTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = c.ConnectionWriteTimeout
 	}
 	if c.StreamCloseTimeout == 0 {
 		c.StreamCloseTimeout = DefaultStreamCloseTimeout

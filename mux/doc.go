@@ -36,9 +36,23 @@
 // whose remote is not reading waits for window without holding a turn.
 // Writes are first admitted to a bounded queue (Config.MaxQueuedBytes,
 // MaxQueuedWrites, FailFast and ErrBackpressure), with a quarter kept for
-// high and critical writes. Write's deadline and WriteContext's context
-// bound every wait. mux writes these data frames itself, from the
-// writer's goroutine; yamux does the rest.
+// high and critical writes. It bounds what piles up behind the link: a
+// Write counts there as one write and, in bytes, only as much as its
+// stream's send window lets it send now (its unsent bytes, cut to the
+// window and to MaxQueuedBytes; the charge shrinks as chunks go and grows
+// as the remote returns window), so a stream whose remote has stopped
+// reading takes no room from the others. Concurrent Writes to one stream
+// enter the queue one at a time. Write's deadline and WriteContext's
+// context bound every wait, that for the link included; past it the
+// Write fails alone and the session goes on. Every write to the link has
+// a write deadline of now + Config.WriteTimeout (ConnectionWriteTimeout,
+// 10s, by default); one that times out may have sent part of a frame
+// (and crypto/tls fails every write after a failed one), so the session
+// then ends with an error wrapping ErrWriteTimeout, and every Write
+// waiting on it returns at once. mux writes these data frames itself,
+// from the writer's goroutine (from a goroutine of their own for a Write
+// whose deadline is sooner than WriteTimeout, so that it can return
+// while they are still on their way); yamux does the rest.
 //
 // Stream slots: Config.MaxStreams per session, of which ReservedStreams
 // (10% by default) only high and critical streams may take, lowered to
@@ -79,9 +93,11 @@
 // yamux is opening, plus one while a ping is in flight (concurrent Ping
 // and PingContext calls share it), plus one while resets or ping answers
 // are waiting to be written, plus one that closes yamux once the session
-// is closing or has ended. The write scheduler adds none:
-// writers wait in their own goroutines and write their chunks
-// themselves. StartClose begins closing without waiting; Wait waits for
+// is closing or has ended, plus one while a Write whose deadline is
+// sooner than WriteTimeout writes its frames (holding the link, so one at
+// a time). The write scheduler adds none: writers wait in their own
+// goroutines and write their chunks themselves. StartClose begins
+// closing without waiting; Wait waits for
 // all of mux's goroutines (and so for yamux's); Close does both.
 //
 // Draining: GoAway sends yamux's GoAway frame. From then on neither side

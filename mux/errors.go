@@ -61,6 +61,13 @@ var (
 	// memory budget for stream buffers (NodeLimits) is spent. Errors that
 	// wrap it also wrap ErrStreamLimit.
 	ErrMemoryBudget = errors.New("mux: stream memory budget spent")
+	// ErrWriteTimeout: a write to the link did not complete within
+	// Config.WriteTimeout. Part of a frame may have gone, and crypto/tls
+	// fails every write after a failed one, so the link is unusable and
+	// the session ends: Session.Err wraps it, and so do the errors of the
+	// stream operations from then on (with ErrSessionClosed). The text
+	// names the remote and how long the write took.
+	ErrWriteTimeout = errors.New("mux: link write timed out")
 )
 
 // ResetCode is the reason a stream was reset. peerlink carries it in the

@@ -3,7 +3,9 @@ package mux
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -78,6 +80,14 @@ var errInjectUnsafe = errors.New("mux: cannot inject a frame: write stream out o
 // writes a reset frame carrying a reason code. sent is told of every SYN
 // and RST yamux writes, before it goes.
 //
+// Every write to the link has a deadline, now + the session's
+// WriteTimeout (see arm), and the first write to the link that fails, for
+// whatever reason, ends the link: nothing is written after it (part of a
+// frame may have gone), every writer waiting for the lock is let go, and
+// the session is told (see unlock). A stream writer with a deadline of
+// its own sooner than that writes in a goroutine of its own, which can
+// finish the frames without it (see writeDetached).
+//
 // Read side: bytes are counted, and a frameTracker follows the frame
 // boundaries to report FIN and RST flags (with the RST's code), window
 // updates and SYNs before yamux, which reads through a bufio.Reader over
@@ -129,6 +139,29 @@ type frameConn struct {
 	pending   [][frameHeaderLen]byte // frames injected while stashed
 	outOfStep bool                   // see errInjectUnsafe
 
+	// Write deadlines (see arm), as durations since monoBase (negative in
+	// a synctest bubble, whose clock has no monotonic reading).
+	writeTimeout time.Duration // 0: none (a frame conn without a session)
+	rearmSlack   time.Duration // see arm
+	armed        time.Duration // the write deadline set on Conn, if isArmed
+	isArmed      bool
+
+	// Detached writes (see writeDetached): their goroutines, which
+	// waitDetached waits for; once it is called none starts.
+	detachMu     sync.Mutex
+	detachClosed bool
+	detachWG     sync.WaitGroup
+
+	// The link's failure: failErr is set, and then failed closed, by the
+	// first write to the link that fails; every write after it fails
+	// with failErr without touching Conn. onFail (the session's) is
+	// called with it once, by the writer that failed, after it unlocks.
+	failErr     error
+	failed      chan struct{}
+	failPending bool
+	onFail      func(error)
+	peer        string // the remote, for failErr's text
+
 	// writeDataLocked's scratch space.
 	batch  [maxBatchFrames]batchFrame
 	writev bool // Conn is a *net.TCPConn: hand frames to writev uncopied
@@ -146,9 +179,127 @@ func newFrameConn(c net.Conn, onFrame func(id uint32, flags uint16, code uint32)
 	return fc
 }
 
-// lock takes the write lock; unlock gives it back.
-func (c *frameConn) lock()   { c.wlock <- struct{}{} }
-func (c *frameConn) unlock() { <-c.wlock }
+// setWrites readies the write side for a session: every write to the
+// link gets a write deadline no later than timeout from its start, and
+// onFail learns of the first write to the link that fails. peer names the
+// remote in the error.
+func (c *frameConn) setWrites(timeout time.Duration, peer string, onFail func(error)) {
+	c.writeTimeout = timeout
+	c.rearmSlack = timeout / 16
+	c.peer = peer
+	c.onFail = onFail
+	c.failed = make(chan struct{})
+}
+
+// lock takes the write lock; unlock gives it back, and then tells the
+// session if a write to the link failed under it.
+func (c *frameConn) lock() { c.wlock <- struct{}{} }
+
+func (c *frameConn) unlock() {
+	failed := c.failPending
+	c.failPending = false
+	<-c.wlock
+	if failed && c.onFail != nil {
+		c.onFail(c.failErr)
+	}
+}
+
+// errLockAborted: lockFor gave up because done was closed.
+var errLockAborted = errors.New("mux: wait for the link aborted")
+
+// lockFor takes the write lock, waiting until done is closed (then it
+// returns errLockAborted) or dl passes (os.ErrDeadlineExceeded) at most.
+// Once the link has failed it returns failErr instead, without the lock.
+func (c *frameConn) lockFor(done <-chan struct{}, dl time.Time) error {
+	select {
+	case c.wlock <- struct{}{}:
+	default:
+		var timeout <-chan time.Time
+		if !dl.IsZero() {
+			t := time.NewTimer(time.Until(dl))
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case c.wlock <- struct{}{}:
+		case <-c.failed:
+			return c.failErr
+		case <-done:
+			return errLockAborted
+		case <-timeout:
+			return os.ErrDeadlineExceeded
+		}
+	}
+	if c.failErr != nil {
+		<-c.wlock
+		return c.failErr
+	}
+	return nil
+}
+
+// arm sets Conn's write deadline for a write to the link starting now:
+// now + writeTimeout. It returns now.
+//
+// SetWriteDeadline costs about a quarter of a microsecond on a TCP socket
+// (a 1 KiB write costs 4..9), so the deadline is set again only once the
+// one in place is more than rearmSlack (writeTimeout/16) earlier than
+// now + writeTimeout, which leaves a write at least 15/16 of
+// writeTimeout. (The one in place is never later: it was set to a time
+// before its own now + writeTimeout.)
+func (c *frameConn) arm() time.Duration {
+	now := time.Since(monoBase)
+	if c.writeTimeout > 0 {
+		if d := now + c.writeTimeout; !c.isArmed || d-c.armed > c.rearmSlack {
+			_ = c.Conn.SetWriteDeadline(monoBase.Add(d))
+			c.armed, c.isArmed = d, true
+		}
+	}
+	return now
+}
+
+// failLocked records err, from a write to the link begun at start, as
+// the link's failure (wrapping ErrWriteTimeout if the write timed out),
+// and returns it.
+func (c *frameConn) failLocked(err error, start time.Duration) error {
+	if c.failErr != nil {
+		return c.failErr
+	}
+	if isTimeout(err) {
+		remote := c.peer
+		if a := c.Conn.RemoteAddr(); a != nil {
+			remote += " (" + a.String() + ")"
+		}
+		took := (time.Since(monoBase) - start).Round(time.Millisecond)
+		err = fmt.Errorf("%w: a write to %s did not complete in %v (WriteTimeout %v): %v",
+			ErrWriteTimeout, remote, took, c.writeTimeout, err)
+	}
+	c.failErr = err
+	if c.failed != nil {
+		close(c.failed)
+	}
+	c.failPending = true
+	return err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// linkWrite writes b to the link under a write deadline, counts it, and
+// fails the link if the write fails.
+func (c *frameConn) linkWrite(b []byte) (int, error) {
+	if c.failErr != nil {
+		return 0, c.failErr
+	}
+	start := c.arm()
+	n, err := c.Conn.Write(b)
+	c.out.Add(uint64(n))
+	if err != nil {
+		err = c.failLocked(err, start)
+	}
+	return n, err
+}
 
 // monoBase is the origin of frameConn.lastIn. Durations since it are read
 // off the monotonic clock alone (time.Since of a time that has a monotonic
@@ -210,7 +361,9 @@ func (c *frameConn) read(p []byte) (int, error) {
 
 // Write is called by yamux's sendLoop only.
 func (c *frameConn) Write(b []byte) (int, error) {
-	c.lock()
+	if err := c.lockFor(nil, time.Time{}); err != nil {
+		return 0, err
+	}
 	defer c.unlock()
 	if c.stashed {
 		c.stashed = false
@@ -293,9 +446,7 @@ func (c *frameConn) codeRefusal(b []byte) (f [frameHeaderLen]byte, ok bool) {
 }
 
 func (c *frameConn) writeRaw(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
-	c.out.Add(uint64(n))
-	return n, err
+	return c.linkWrite(b)
 }
 
 // writeJoined writes c.hdr and body, the first joinBufSize bytes of them
@@ -311,10 +462,9 @@ func (c *frameConn) writeJoined(body []byte) (int, error) {
 	bp := joinPool.Get().(*[]byte)
 	k := min(len(body), joinBufSize-frameHeaderLen)
 	buf := append(append((*bp)[:0], c.hdr[:]...), body[:k]...)
-	n, err := c.Conn.Write(buf)
+	n, err := c.linkWrite(buf)
 	*bp = buf[:0]
 	joinPool.Put(bp)
-	c.out.Add(uint64(n))
 	if err != nil {
 		return max(0, n-frameHeaderLen), err
 	}
@@ -349,7 +499,13 @@ func (c *frameConn) noteSent(b []byte) {
 	}
 }
 
-// writeDataLocked writes prefix and then body for stream id as data
+// writeDataLocked is writeDataDeadline without a stream deadline.
+func (c *frameConn) writeDataLocked(id uint32, prefix, body []byte, chunk int) error {
+	_, err := c.writeDataDeadline(id, prefix, body, chunk, time.Time{})
+	return err
+}
+
+// writeDataDeadline writes prefix and then body for stream id as data
 // frames of at most chunk body bytes each (prefix, a stream header, goes
 // whole in the first); the write lock must be held. Consecutive frames
 // go in one write to the link while they fit in batchBufSize: copied
@@ -358,9 +514,19 @@ func (c *frameConn) noteSent(b []byte) {
 // without a copy. A frame larger than that goes as its header (joined
 // with the start of its body when that saves a TLS record, see
 // joinSaves) and the rest of the body. The caller's bytes are not held
-// after return. An error leaves the link in an unknown state (part of a
-// frame may have gone): the session must end.
-func (c *frameConn) writeDataLocked(id uint32, prefix, body []byte, chunk int) error {
+// after return. It returns the body bytes (prefix included) of the
+// frames written.
+//
+// dl is the writing stream's deadline (zero: none). If it has passed
+// when a write of whole frames is to start, it returns
+// os.ErrDeadlineExceeded, and the link is intact; it does not bound the
+// writes to the link (see writeDetached). Any other error is the link's
+// failure (failLocked): part of a frame may have gone, and the session
+// ends.
+func (c *frameConn) writeDataDeadline(id uint32, prefix, body []byte, chunk int, dl time.Time) (int, error) {
+	if c.failErr != nil {
+		return 0, c.failErr
+	}
 	for c.stashed {
 		// yamux's sendLoop is between a data header and its body. It never
 		// is for mux streams (yamux writes no data frames for them), so
@@ -368,11 +534,18 @@ func (c *frameConn) writeDataLocked(id uint32, prefix, body []byte, chunk int) e
 		c.unlock()
 		runtime.Gosched()
 		c.lock()
+		if c.failErr != nil {
+			return 0, c.failErr
+		}
 	}
 	if c.outOfStep {
-		return errInjectUnsafe
+		return 0, errInjectUnsafe
 	}
+	written := 0
 	for first := true; first || len(body) > 0; first = false {
+		if !dl.IsZero() && !time.Now().Before(dl) {
+			return written, os.ErrDeadlineExceeded
+		}
 		// Gather the frames of one link write.
 		var nf, wire, bodies int
 		for nf < maxBatchFrames && (first || len(body) > 0) {
@@ -394,11 +567,107 @@ func (c *frameConn) writeDataLocked(id uint32, prefix, body []byte, chunk int) e
 			c.batch[i].prefix, c.batch[i].body = nil, nil
 		}
 		if err != nil {
-			return err
+			return written, err
 		}
 		c.dataOut.Add(uint64(bodies))
+		written += bodies
 	}
-	return nil
+	return written, nil
+}
+
+// detaches reports whether a stream writer whose deadline is dl writes
+// its frames with writeDetached: dl comes before the writes to the link
+// would time out by themselves, and yamux is not between a header and
+// its body (it never is for mux streams). The write lock must be held.
+func (c *frameConn) detaches(dl time.Time) bool {
+	return !dl.IsZero() && c.writeTimeout > 0 && time.Until(dl) < c.writeTimeout && !c.stashed && !c.outOfStep
+}
+
+// detachedWrite is a write to the link made by writeDetached; err is set
+// before done is closed.
+type detachedWrite struct {
+	done chan struct{}
+	err  error
+
+	mu       sync.Mutex
+	finished bool
+	then     func() // see handOver
+}
+
+// handOver arranges for f to run once the write is over, and reports
+// whether it will; false: it is over already, and f will not run.
+func (d *detachedWrite) handOver(f func()) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.finished {
+		return false
+	}
+	d.then = f
+	return true
+}
+
+// writeDetached writes prefix and body for stream id as data frames of
+// at most chunk body bytes each, like writeDataLocked, but from a
+// goroutine of its own, to which the caller hands the write lock it
+// holds: the goroutine writes them and then gives the lock back. The
+// frames are copied first, so a writer whose deadline passes while they
+// are still on their way to the link can return to its caller, and the
+// frames are finished (bounded by WriteTimeout) without it: cutting the
+// link write short instead would break the link (crypto/tls fails every
+// write after a timed-out one), which on a busy but healthy link would
+// turn a late Write into a lost session. It returns nil, the lock still
+// held, if no goroutine may start (the session is closing).
+func (c *frameConn) writeDetached(id uint32, prefix, body []byte, chunk int) *detachedWrite {
+	c.detachMu.Lock()
+	if c.detachClosed {
+		c.detachMu.Unlock()
+		return nil
+	}
+	c.detachWG.Add(1)
+	c.detachMu.Unlock()
+	bodies := len(prefix) + len(body)
+	bp := batchPool.Get().(*[]byte)
+	buf := (*bp)[:0]
+	for first := true; first || len(body) > 0; first = false {
+		k := min(len(body), chunk-len(prefix))
+		var h [frameHeaderLen]byte
+		putDataHeader(h[:], id, len(prefix)+k)
+		buf = append(append(append(buf, h[:]...), prefix...), body[:k]...)
+		prefix, body = nil, body[k:]
+	}
+	d := &detachedWrite{done: make(chan struct{})}
+	go func() {
+		defer c.detachWG.Done()
+		_, err := c.linkWrite(buf)
+		if err == nil {
+			c.dataOut.Add(uint64(bodies))
+		}
+		if cap(buf) == cap(*bp) { // else it grew: drop it
+			*bp = buf[:0]
+		}
+		batchPool.Put(bp)
+		d.err = err
+		d.mu.Lock()
+		d.finished = true
+		then := d.then
+		d.mu.Unlock()
+		if then != nil {
+			then() // before the lock goes: the turns end with the write
+		}
+		c.unlock()
+		close(d.done)
+	}()
+	return d
+}
+
+// waitDetached waits for the goroutines of writeDetached, and lets no
+// more start. The link must have been closed (their writes then fail at
+// once) or they wait for WriteTimeout.
+func (c *frameConn) waitDetached() {
+	c.detachMu.Lock()
+	c.detachClosed = true
+	c.detachMu.Unlock()
+	c.detachWG.Wait()
 }
 
 // Link writes of data frames gather at most maxBatchFrames frames and
@@ -434,10 +703,14 @@ func (c *frameConn) writeBatchLocked(nf, wire int) error {
 				c.iov = append(c.iov, f.body)
 			}
 		}
+		start := c.arm()
 		n, err := c.iov.WriteTo(c.Conn)
 		c.out.Add(uint64(n))
 		clear(c.iovArr[:]) // hold no caller's buffer
-		return err
+		if err != nil {
+			return c.failLocked(err, start)
+		}
+		return nil
 	}
 	if nf == 1 && wire > batchBufSize {
 		f := &c.batch[0]
@@ -478,8 +751,7 @@ func (c *frameConn) writeBatchLocked(nf, wire int) error {
 
 // writeOut writes b to the link and counts it.
 func (c *frameConn) writeOut(b []byte) error {
-	n, err := c.Conn.Write(b)
-	c.out.Add(uint64(n))
+	_, err := c.linkWrite(b)
 	return err
 }
 
@@ -502,7 +774,9 @@ func (c *frameConn) injectRST(id uint32, code ResetCode) error {
 	binary.BigEndian.PutUint16(f[2:4], flagRST)
 	binary.BigEndian.PutUint32(f[4:8], id)
 	binary.BigEndian.PutUint32(f[8:12], uint32(code))
-	c.lock()
+	if err := c.lockFor(nil, time.Time{}); err != nil {
+		return err
+	}
 	defer c.unlock()
 	if c.outOfStep {
 		return errInjectUnsafe

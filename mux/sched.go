@@ -47,7 +47,9 @@ import (
 //     and writes its chunks in one write to the link (see turn).
 //
 // mux writes the data frames of its streams itself, each from the
-// writer's goroutine under the frame conn's write lock (Stream.sendChunks),
+// writer's goroutine under the frame conn's write lock (Stream.sendChunks;
+// a Write whose deadline comes before the link's WriteTimeout hands its
+// frames to a goroutine of their own, see frameConn.writeDetached),
 // rather than through yamux's Stream.Write. yamux hands every frame to its
 // send goroutine and waits until it has been written: two goroutine
 // hand-offs and a copy per frame, and one frame in flight per stream.
@@ -81,7 +83,10 @@ import (
 //
 // Back pressure. Every Write is admitted to the session's queue first
 // (Config.MaxQueuedBytes, MaxQueuedWrites) and counts there until it
-// returns; see admit.
+// returns; see admit. It counts one Write, and as bytes its charge: what
+// its stream's window lets it send now (see chargeLocked), so that only
+// Writes the link itself holds up fill the queue, never one whose remote
+// has stopped reading its stream.
 //
 // Locks. sc.mu is held only briefly and never while waiting or doing
 // I/O; it may be taken while holding the frame conn's write lock or the
@@ -132,8 +137,10 @@ type QueueStats struct {
 	// yet returned (waiting for a turn, for the remote's window, or
 	// sending a chunk).
 	Depth int
-	// QueuedBytes is what those Writes count against MaxQueuedBytes: the
-	// bytes they have still to send, each at most the bound.
+	// QueuedBytes is what those Writes count against MaxQueuedBytes: of
+	// the bytes each has still to send, those its stream's send window
+	// lets it send now, at most the bound (see Config.MaxQueuedBytes). A
+	// Write waiting for its remote to return window counts none.
 	QueuedBytes int64
 	// Served is the number of chunks sent.
 	Served uint64
@@ -195,8 +202,15 @@ type flow struct {
 	wake       chan struct{} // cap 1; made at the first wait
 	timer      *time.Timer   // write deadline; made at the first wait with one
 
-	qWrites int   // this stream's Writes in the queue
+	qWrites int   // this stream's Writes in the queue: 0 or 1
 	qBytes  int64 // and their charge
+	held    int64 // bytes of the turns granted to it and not yet ended
+
+	// w is the state of the stream's Write in the scheduler, used by the
+	// Write that holds the stream's write lock (so there is one at a
+	// time, and none allocates it); queued: it is in the queue.
+	w      writeOp
+	queued bool
 }
 
 func newFlow(id uint32) *flow {
@@ -274,6 +288,9 @@ func (sc *scheduler) credit(id uint32, flags uint16, delta uint32) {
 		return
 	}
 	fl.window += int64(delta)
+	if fl.queued {
+		sc.rechargeLocked(fl, &fl.w) // a stalled Write's charge grows back
+	}
 	if fl.state == flowParked && fl.window >= int64(fl.need) {
 		sc.parked.remove(fl)
 		sc.readyLocked(fl)
@@ -326,6 +343,9 @@ func (sc *scheduler) debit(fl *flow, n int) {
 	sc.mu.Lock()
 	fl.window -= int64(n)
 	sc.handed.Add(uint64(n))
+	if fl.queued {
+		sc.rechargeLocked(fl, &fl.w)
+	}
 	sc.mu.Unlock()
 }
 
@@ -404,6 +424,7 @@ func (sc *scheduler) takeLocked(fl *flow, want, n int) (int, int) {
 	k := int(min(int64(want), int64(n)*int64(sc.chunk), fl.window))
 	n = (k + sc.chunk - 1) / sc.chunk
 	fl.window -= int64(k)
+	fl.held += int64(k) // the charge (held + window) is unchanged
 	c := fl.prio
 	sc.vtime = sc.pass[c]
 	inc := uint64(k) * passScale / (uint64(sc.chunk) * sc.weights[c])
@@ -443,11 +464,10 @@ var errSchedClosed = errors.New("mux: scheduler closed")
 // errStreamDone: the stream was closed or reset; Stream.writeErr says how.
 var errStreamDone = errors.New("mux: stream done")
 
-// writeOp is one Write's state in the scheduler, on the writer's stack.
+// writeOp is one Write's state in the scheduler: its stream's flow.w.
 type writeOp struct {
 	ctx    context.Context // nil for Write
 	charge int64           // what the Write counts against MaxQueuedBytes now
-	limit  int64           // its charge when admitted
 	left   int64           // payload bytes not yet sent
 
 	// The turns held: k bytes in n chunks; the writer sets used (frame
@@ -522,6 +542,8 @@ func (sc *scheduler) done(st *Stream, w *writeOp) {
 	}
 	sc.releaseRoomLocked(fl, w.charge)
 	w.charge = 0
+	w.ctx = nil
+	fl.queued = false
 	fl.qWrites--
 	sc.cls[fl.prio].depth--
 	sc.qWrites--
@@ -536,13 +558,48 @@ func (sc *scheduler) endTurnLocked(fl *flow, w *writeOp) {
 		fl.window += int64(unused)
 		sc.handed.Add(^uint64(unused - 1))
 	}
+	fl.held = 0
 	w.left -= int64(w.payload)
 	w.k, w.n, w.used, w.payload = 0, 0, 0, 0
-	if c := min(w.left, w.limit); c < w.charge {
-		sc.releaseRoomLocked(fl, w.charge-c)
-		w.charge = c
+	sc.rechargeLocked(fl, w)
+}
+
+// chargeLocked is what w, fl's Write in the queue, counts against
+// MaxQueuedBytes: the bytes it could send now, had it every turn it
+// wants. That is its unsent bytes, cut to its stream's send window plus
+// the turns it holds (their bytes are debited from the window but not yet
+// on the link), and to MaxQueuedBytes. A Write waiting for window counts
+// the little window it has (less than the chunk it waits to send: in
+// practice nothing), and no more until the remote returns window.
+func (sc *scheduler) chargeLocked(fl *flow, w *writeOp) int64 {
+	return max(0, min(w.left, fl.held+max(0, fl.window), sc.maxBytes))
+}
+
+// rechargeLocked brings w's charge to chargeLocked, after its window or
+// its unsent bytes changed. A charge that grows is not checked against
+// the bounds (the Write is in already); one that shrinks makes room.
+func (sc *scheduler) rechargeLocked(fl *flow, w *writeOp) {
+	c := sc.chargeLocked(fl, w)
+	d := c - w.charge
+	if d == 0 {
+		return
+	}
+	w.charge = c
+	sc.qBytes += d
+	fl.qBytes += d
+	sc.cls[fl.prio].bytes += d
+	if d < 0 {
 		sc.admitWaitersLocked()
 	}
+}
+
+// endTurns ends n turns whose writer left them to a detached write (see
+// Stream.awaitDetached), now that their frames are written.
+func (sc *scheduler) endTurns(n int) {
+	sc.mu.Lock()
+	sc.inflight -= n
+	sc.dispatchLocked()
+	sc.mu.Unlock()
 }
 
 // abortLocked says why a writer must stop waiting, if it must.
@@ -675,8 +732,8 @@ func (sc *scheduler) shutdown() {
 // roomWaiter is a Write waiting to be admitted to the queue.
 type roomWaiter struct {
 	fl       *flow
+	w        *writeOp
 	prio     Priority
-	charge   int64
 	ch       chan struct{} // cap 1: admitted, or look again
 	admitted bool
 }
@@ -701,22 +758,25 @@ func (sc *scheduler) writeLimit(p Priority) int {
 }
 
 // hasRoomLocked: the queue is below priority p's bounds. A Write is
-// admitted while it is, whatever its own size, so the bytes queued can
-// pass the bound by the last Write admitted. Requiring room for the whole
-// Write instead would let a stalled bulk Write keep out, for as long as
-// its remote does not read, any high-priority Write larger than the room
-// kept for it (a block, say).
+// admitted while it is, whatever its own charge, so the bytes queued can
+// pass the bound by the charge of the last Write admitted (and by the
+// growth of the charges of those admitted, as their windows come back).
+// Requiring room for a Write's whole charge instead would let the bulk
+// Writes that fill the queue of a slow link keep out, for as long as the
+// link is slow, any high-priority Write larger than the room kept for it
+// (a block, say).
 func (sc *scheduler) hasRoomLocked(p Priority) bool {
 	return sc.qWrites < sc.writeLimit(p) && sc.qBytes < sc.byteLimit(p)
 }
 
-// admit enters a Write of n bytes into st's session queue. If the queue
-// is at its bounds for the Write's priority (see hasRoomLocked), it fails
-// at once with ErrBackpressure (FailFast) or waits, bounded by the write
-// deadline, w's context, the stream's Close or Reset and the session's
-// end. A Write counts until it returns, with its unsent bytes (at most
-// MaxQueuedBytes). Waiting Writes are admitted highest priority first, in
-// arrival order within a priority.
+// admit enters a Write of n bytes into st's session queue; the caller
+// holds st's write lock, so the stream has no other Write in it. If the
+// queue is at its bounds for the Write's priority (see hasRoomLocked), it
+// fails at once with ErrBackpressure (FailFast) or waits, bounded by the
+// write deadline, w's context, the stream's Close or Reset and the
+// session's end. A Write counts until it returns: one Write, and its
+// charge in bytes (see chargeLocked). Waiting Writes are admitted highest
+// priority first, in arrival order within a priority.
 func (sc *scheduler) admit(st *Stream, w *writeOp, n int) error {
 	fl := st.fl
 	sc.mu.Lock()
@@ -725,10 +785,9 @@ func (sc *scheduler) admit(st *Stream, w *writeOp, n int) error {
 		return err
 	}
 	p := fl.prio
-	w.limit = min(int64(n), sc.maxBytes)
-	w.charge, w.left = w.limit, int64(n)
+	w.charge, w.left = 0, int64(n)
 	if sc.hasRoomLocked(p) && sc.noRoomWaitersLocked(p) {
-		sc.enterLocked(fl, w.charge)
+		sc.enterLocked(fl, w)
 		sc.mu.Unlock()
 		return nil
 	}
@@ -739,7 +798,7 @@ func (sc *scheduler) admit(st *Stream, w *writeOp, n int) error {
 		return fmt.Errorf("%w: %d writes, %d bytes queued (MaxQueuedWrites %d, MaxQueuedBytes %d)",
 			ErrBackpressure, depth, queued, sc.maxWrites, sc.maxBytes)
 	}
-	rw := &roomWaiter{fl: fl, prio: p, charge: w.charge, ch: make(chan struct{}, 1)}
+	rw := &roomWaiter{fl: fl, w: w, prio: p, ch: make(chan struct{}, 1)}
 	sc.rooms[p] = append(sc.rooms[p], rw)
 	sc.mu.Unlock()
 
@@ -798,14 +857,17 @@ func (sc *scheduler) noRoomWaitersLocked(p Priority) bool {
 	return true
 }
 
-func (sc *scheduler) enterLocked(fl *flow, charge int64) {
+// enterLocked counts w, fl's Write, into the queue with its charge.
+func (sc *scheduler) enterLocked(fl *flow, w *writeOp) {
+	w.charge = sc.chargeLocked(fl, w)
+	fl.queued = true
 	sc.qWrites++
-	sc.qBytes += charge
+	sc.qBytes += w.charge
 	fl.qWrites++
-	fl.qBytes += charge
+	fl.qBytes += w.charge
 	c := &sc.cls[fl.prio]
 	c.depth++
-	c.bytes += charge
+	c.bytes += w.charge
 }
 
 func (sc *scheduler) releaseRoomLocked(fl *flow, n int64) {
@@ -826,7 +888,7 @@ func (sc *scheduler) admitWaitersLocked() {
 			sc.rooms[p][0] = nil
 			sc.rooms[p] = sc.rooms[p][1:]
 			rw.admitted = true
-			sc.enterLocked(rw.fl, rw.charge)
+			sc.enterLocked(rw.fl, rw.w)
 			notify(rw.ch)
 		}
 		if p == PriorityLow {

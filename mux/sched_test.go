@@ -577,13 +577,15 @@ func TestIntegrity(t *testing.T) {
 	}
 }
 
-// TestBackpressure: 50 writers of 1 MiB Writes into a remote that has
-// stopped reading (a fake that takes the bytes but never returns window,
-// so that the memory measured is the sender's alone). Each admitted Write
-// sends its stream's window and waits for more, counting its unsent
-// bytes; once those reach the bound the other writers wait (or, with
-// FailFast, fail with ErrBackpressure), and the sender's memory does not
-// grow: the scheduler copies nothing and the writers' buffers are theirs.
+// TestBackpressure: 50 writers of 1 MiB Writes on a link that has
+// stopped draining (the far end is a fake that would read everything and
+// return window, so that the memory measured is the sender's alone; but
+// the link takes nothing). Each admitted Write waits for the link or for
+// a turn, counting what its window lets it send (256 KiB); once those
+// reach the bound the other writers wait (or, with FailFast, fail with
+// ErrBackpressure), and the sender's memory does not grow: the scheduler
+// copies nothing and the writers' buffers are theirs. (A remote that has
+// stopped reading fills no queue: see TestStalledStreamBlocksNobody.)
 func TestBackpressure(t *testing.T) {
 	const writers, size = 50, 1 << 20
 	for _, failFast := range []bool{false, true} {
@@ -592,12 +594,13 @@ func TestBackpressure(t *testing.T) {
 			var got atomic.Int64
 			fake := make(chan struct{})
 			go func() {
-				fakeRemote(sc, &got, false)
+				fakeRemote(sc, &got, true)
 				close(fake)
 			}()
 			cfg := testConfig()
 			cfg.FailFast = failFast
-			s, err := NewSession(cc, testPeer(t, 1), testPeer(t, 2), true, cfg, nil)
+			stall := newStallConn(cc)
+			s, err := NewSession(stall, testPeer(t, 1), testPeer(t, 2), true, cfg, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -613,8 +616,22 @@ func TestBackpressure(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				st.Write(nil) // the header: the SYN goes before the link stalls
 				streams[i], bufs[i] = st, make([]byte, size)
 			}
+			// And two more streams, for later, likewise.
+			other, err := s.OpenStream(context.Background(), "stuck", PriorityNormal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vote, err := s.OpenStream(context.Background(), "vote", PriorityCritical)
+			if err != nil {
+				t.Fatal(err)
+			}
+			other.Write(nil)
+			vote.Write(nil)
+			window := int64(DefaultStreamWindow - len(streams[0].hdr))
+			stall.stall(0)
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
@@ -638,20 +655,21 @@ func TestBackpressure(t *testing.T) {
 			limit := int64(DefaultMaxQueuedBytes - DefaultMaxQueuedBytes/4)
 			sc2 := s.sched
 			// Blocking writers are admitted until the queue is full; with
-			// FailFast, those refused give up, and the queue may settle below
-			// the bound if they tried early.
+			// FailFast, those refused give up. Every Write admitted waits
+			// for a turn, but for the one holding the turns, blocked on the
+			// link.
 			waitFor(t, 20*time.Second, "the writes to settle", func() bool {
 				sc2.mu.Lock()
 				defer sc2.mu.Unlock()
-				parked := 0
-				for fl := sc2.parked.head; fl != nil; fl = fl.next {
-					parked++
+				ready := 0
+				for fl := sc2.ready[PriorityNormal].head; fl != nil; fl = fl.next {
+					ready++
 				}
-				if parked != sc2.qWrites {
+				if ready != sc2.qWrites-1 || sc2.inflight != sc2.maxInflight {
 					return false
 				}
 				if failFast {
-					return refused.Load() == int64(writers-parked)
+					return refused.Load() == int64(writers-sc2.qWrites)
 				}
 				return sc2.qBytes >= limit
 			})
@@ -663,29 +681,19 @@ func TestBackpressure(t *testing.T) {
 			t.Logf("sender's heap in use grew %d KiB (queue + windows: %d KiB); %d KiB sent; queue %+v; utilization %.2f; refused %d",
 				growth>>10, bound>>10, got.Load()>>10, qs, s.Utilization(), refused.Load())
 			if growth > 1<<20 {
-				t.Errorf("heap grew by %d bytes with the remote not reading", growth)
+				t.Errorf("heap grew by %d bytes with the link not draining", growth)
 			}
-			if (!failFast && qs.QueuedBytes < limit) || qs.QueuedBytes >= limit+size {
-				t.Errorf("queued %d bytes, want %d..%d", qs.QueuedBytes, limit, limit+size)
+			if (!failFast && qs.QueuedBytes < limit) || qs.QueuedBytes >= limit+DefaultStreamWindow {
+				t.Errorf("queued %d bytes, want %d..%d", qs.QueuedBytes, limit, limit+DefaultStreamWindow)
+			}
+			if qs.QueuedBytes != int64(qs.Depth)*window {
+				t.Errorf("%d Writes charged %d bytes, want a window (%d) each", qs.Depth, qs.QueuedBytes, window)
 			}
 			if failFast != (qs.Refusals > 0) {
 				t.Errorf("refusals %d with FailFast %v", qs.Refusals, failFast)
 			}
-			// A critical write still gets in: the last quarter is kept.
-			vote, err := s.OpenStream(context.Background(), "vote", PriorityCritical)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := vote.Write(make([]byte, 1000)); err != nil {
-				t.Errorf("critical write on a full queue: %v", err)
-			}
-			vote.Reset()
-			// A normal one does not, if the queue is full.
+			// A normal write does not get in, if the queue is full.
 			if qs.QueuedBytes >= limit {
-				other, err := s.OpenStream(context.Background(), "stuck", PriorityNormal)
-				if err != nil {
-					t.Fatal(err)
-				}
 				n, err := other.WriteContext(ctxTimeout(t, 10*time.Millisecond), []byte("x"))
 				if failFast && (!errors.Is(err, ErrBackpressure) || n != 0) {
 					t.Errorf("normal write on a full queue: %d, %v; want ErrBackpressure", n, err)
@@ -693,8 +701,23 @@ func TestBackpressure(t *testing.T) {
 				if !failFast && !errors.Is(err, context.DeadlineExceeded) {
 					t.Errorf("normal write on a full queue: %d, %v; want a timeout", n, err)
 				}
-				other.Reset()
 			}
+			// A critical write still gets in, the last quarter being kept,
+			// and goes once the link drains.
+			voted := make(chan error, 1)
+			go func() {
+				_, err := vote.Write(make([]byte, 1000))
+				voted <- err
+			}()
+			waitFor(t, 10*time.Second, "the critical write to be admitted", func() bool {
+				return s.QueueStats()[PriorityCritical].Depth == 1
+			})
+			stall.resume()
+			if err := await(t, voted, "the critical write"); err != nil {
+				t.Errorf("critical write on a full queue: %v", err)
+			}
+			vote.Reset()
+			other.Reset()
 			s.Close()
 			wg.Wait()
 		})

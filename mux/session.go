@@ -116,7 +116,7 @@ type Session struct {
 
 	localClose atomic.Bool
 	teardown   atomic.Bool           // closing or closed: yamux errors are noise
-	linkErr    atomic.Pointer[error] // a failed write of a data frame, which ended the session
+	linkErr    atomic.Pointer[error] // a failed write to the link, which ended the session
 	done       chan struct{}
 	err        error // why the session ended; set before done is closed
 	streamErr  error // what stream operations return once it ended
@@ -178,6 +178,7 @@ func NewSession(conn net.Conn, local, remote peer.ID, client bool, cfg Config, r
 		teardown: &s.teardown,
 	}
 	s.fc = newFrameConn(conn, s.onFrame)
+	s.fc.setWrites(cfg.WriteTimeout, short, s.linkFailed)
 	s.fc.tracker.onCredit = s.sched.credit
 	s.fc.tracker.onGoAway = s.onGoAway
 	s.fc.tracker.admit = s.inspect
@@ -233,8 +234,9 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 // ErrSessionClosed after a local Close, ErrKeepAliveTimeout when pings
 // went unanswered, otherwise an error wrapping the cause: io.EOF when the
 // remote closed the link, the link's error when a read or write on it
-// failed (net.ErrClosed if it was closed under the session), yamux's on a
-// protocol error.
+// failed (net.ErrClosed if it was closed under the session; one wrapping
+// ErrWriteTimeout if a write took longer than Config.WriteTimeout),
+// yamux's on a protocol error.
 func (s *Session) Err() error {
 	select {
 	case <-s.done:
@@ -444,6 +446,7 @@ func (s *Session) StartClose() {
 func (s *Session) closeYamux() {
 	defer s.exited(false)
 	_ = s.ys.Close()
+	s.fc.waitDetached() // the link is closed: they end at once
 }
 
 // Wait waits until the session has ended and every goroutine it started
@@ -1015,13 +1018,22 @@ func (s *Session) wakeStreams() {
 	}
 }
 
-// linkFailed ends the session after writing a data frame failed: part of
-// the frame may be on the link, so nothing more can follow it. It
-// returns the error stream operations return from then on.
-func (s *Session) linkFailed(err error) error {
+// linkFailed ends the session after a write to the link failed (the
+// frame conn calls it once, from the writer whose write failed, holding
+// no lock): part of a frame may be on the link, so nothing more can
+// follow it. Writers waiting in the scheduler (for a turn, window or
+// queue room) are let go at once, and yamux is closed in the session's
+// close goroutine, so that no writer waits for the link's Close.
+func (s *Session) linkFailed(err error) {
 	s.linkErr.CompareAndSwap(nil, &err)
-	_ = s.ys.Close()
-	return s.closedErr()
+	s.log.Debug().Err(err).Msg("write to the link failed")
+	s.sched.shutdown()
+	s.mu.Lock()
+	start := s.claimCloseLocked()
+	s.mu.Unlock()
+	if start {
+		go s.closeYamux()
+	}
 }
 
 // shutdownCause digs out yamux's reason for shutting down. AcceptStream
@@ -1044,8 +1056,9 @@ func (s *Session) shutdownCause(err error) error {
 // closes Done.
 func (s *Session) finish(cause error) {
 	s.teardown.Store(true)
-	if le := s.linkErr.Load(); le != nil && cause == yamux.ErrSessionShutdown && !s.localClose.Load() {
-		cause = *le // linkFailed closed yamux
+	if le := s.linkErr.Load(); le != nil && !s.localClose.Load() &&
+		(cause == yamux.ErrSessionShutdown || errors.Is(*le, ErrWriteTimeout)) {
+		cause = *le // linkFailed closed yamux; a timed-out write is the root cause
 	}
 	switch {
 	case cause == yamux.ErrSessionShutdown && s.localClose.Load():

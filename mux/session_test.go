@@ -734,6 +734,9 @@ func TestKeepAliveTimeout(t *testing.T) {
 	cfg.EnableKeepAlive = true
 	cfg.KeepAliveInterval = 20 * time.Millisecond
 	cfg.ConnectionWriteTimeout = 20 * time.Millisecond
+	// A pipe nobody reads also blocks the ping's write: keep the link's
+	// write timeout (ConnectionWriteTimeout by default) out of the race.
+	cfg.WriteTimeout = time.Minute
 	s, err := NewSession(cc, testPeer(t, 1), testPeer(t, 2), true, cfg, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -24,7 +24,8 @@ import (
 // is cut into chunks that take turns on the link with the other streams'
 // by priority, waits while the remote's window for the stream is used up,
 // and is first admitted to the session's bounded write queue. The write
-// deadline and WriteContext's context bound all of that waiting.
+// deadline and WriteContext's context bound all of that waiting, and the
+// wait for the link too (see Config.WriteTimeout).
 //
 // Close is a half close, as in yamux: it ends this side's writes (the
 // remote reads EOF) and frees the stream slot, while Read keeps returning
@@ -154,14 +155,19 @@ func (st *Stream) Read(b []byte) (int, error) {
 // Write writes b to the stream and returns once all of it has been
 // written to the link, or with the number of bytes written before an
 // error. The first Write of an outbound stream carries the stream header
-// in its first frame. It waits for room in the session's write queue, for
-// its turns and for the remote's window. Past the write deadline it fails
-// with os.ErrDeadlineExceeded (a net.Error whose Timeout is true) instead
-// of waiting or starting another chunk; a chunk being written to the link
-// is finished first. With Config.FailFast a full queue fails it at once
+// in its first frame. It waits for the stream's earlier Writes, then for
+// room in the session's write queue, for its turns, for the remote's
+// window and for the link. Past the write deadline it fails with
+// os.ErrDeadlineExceeded (a net.Error whose Timeout is true) instead of
+// waiting or starting another frame, and the session goes on. Frames on
+// their way to the link when the deadline passes are counted in n: they
+// are committed, and go on without the Write (bounded by the link's
+// Config.WriteTimeout, which ends the session if the link takes nothing
+// for that long). With Config.FailFast a full queue fails it at once
 // with an error wrapping ErrBackpressure. After a reset it returns a
-// *ResetError; after Close, yamux's ErrStreamClosed; once the session has
-// ended, an error wrapping ErrSessionClosed.
+// *ResetError; after Close, yamux's ErrStreamClosed; once the session
+// has ended, an error wrapping ErrSessionClosed (and ErrWriteTimeout if
+// a write to the link timed out).
 func (st *Stream) Write(b []byte) (int, error) {
 	return st.write(context.Background(), b) // its Done is nil: no extra wait
 }
@@ -169,7 +175,11 @@ func (st *Stream) Write(b []byte) (int, error) {
 // WriteContext is Write with its waits bounded by ctx as well as by the
 // write deadline. When ctx ends first it returns an error wrapping
 // ctx.Err() (for a deadline, also os.ErrDeadlineExceeded) and the number
-// of bytes already written; an already ended ctx writes nothing.
+// of bytes already written; an already ended ctx writes nothing. ctx's
+// deadline also bounds the wait for the link, as the write deadline does
+// (see Write). Its cancellation alone does not, unless a deadline made
+// the frames go from a goroutine of their own: frames being written when
+// ctx is cancelled are finished first.
 func (st *Stream) WriteContext(ctx context.Context, b []byte) (int, error) {
 	if ctx.Err() != nil {
 		return 0, contextErr("mux: write", ctx)
@@ -188,12 +198,17 @@ func (st *Stream) write(ctx context.Context, b []byte) (n int, err error) {
 		return 0, nil
 	}
 	sc := st.sess.sched
-	w := writeOp{ctx: ctx}
-	if err := sc.admit(st, &w, len(b)); err != nil {
+	// The stream's lock first: a Write waiting for an earlier one of its
+	// stream (which may be waiting for the remote's window) holds no
+	// place in the session's queue.
+	if err := st.lockWrites(ctx); err != nil {
 		return 0, st.waitErr(err, ctx)
 	}
-	if err := st.lockWrites(ctx); err != nil {
-		sc.done(st, &w)
+	w := &st.fl.w // this Write's, while it holds the stream's lock
+	*w = writeOp{ctx: ctx}
+	if err := sc.admit(st, w, len(b)); err != nil {
+		w.ctx = nil
+		<-st.wlock
 		return 0, st.waitErr(err, ctx)
 	}
 	for n < len(b) {
@@ -204,19 +219,19 @@ func (st *Stream) write(ctx context.Context, b []byte) (n int, err error) {
 			need += len(st.hdr)
 		}
 		var k int
-		k, err = sc.turn(st, &w, want, need)
+		k, err = sc.turn(st, w, want, need)
 		if err != nil {
 			err = st.waitErr(err, ctx)
 			break
 		}
-		w.used, w.payload, err = st.sendChunks(b[n:], k)
+		w.used, w.payload, err = st.sendChunks(ctx, w, b[n:], k)
 		n += w.payload
 		if err != nil {
 			break
 		}
 	}
+	sc.done(st, w)
 	<-st.wlock
-	sc.done(st, &w)
 	return n, err
 }
 
@@ -240,7 +255,7 @@ func (st *Stream) lockWrites(ctx context.Context) error {
 	}
 	// Close, Reset and the session's end need not wake this wait: the
 	// Write holding the lock returns on them, and this one then finds the
-	// stream's state in turn or sendChunks.
+	// stream's state in admit.
 	select {
 	case st.wlock <- struct{}{}:
 		return nil
@@ -256,9 +271,23 @@ func (st *Stream) lockWrites(ctx context.Context) error {
 // It returns the bytes of the frames' bodies and of them the payload.
 // The stream's state is checked under the frame conn's write lock, so no
 // chunk follows the FIN that Close queues after setting closed.
-func (st *Stream) sendChunks(p []byte, k int) (used, payload int, err error) {
+//
+// The wait for the write lock is bounded by the write deadline and ctx
+// (and ends when the link fails); the writes to the link by the link's
+// WriteTimeout. A deadline (the write deadline or ctx's) sooner than
+// WriteTimeout bounds this Write's wait for those writes as well: the
+// frames go from a goroutine of their own (see frameConn.writeDetached),
+// and when the deadline passes first, the Write returns with them
+// counted as written (they are committed to the link) and a timeout, and
+// the turns w holds for them end only once they are written. A deadline
+// that passes before the frames start fails the Write alone, with
+// nothing written.
+func (st *Stream) sendChunks(ctx context.Context, w *writeOp, p []byte, k int) (used, payload int, err error) {
 	fc := st.sess.fc
-	fc.lock()
+	dl := st.linkDeadline(ctx)
+	if err := fc.lockFor(ctx.Done(), dl); err != nil {
+		return 0, 0, st.linkErr(err, ctx)
+	}
 	if st.localReset.Load() || st.remoteReset.Load() || st.closed.Load() || st.sess.ys.IsClosed() {
 		fc.unlock()
 		return 0, 0, st.writeErr()
@@ -268,21 +297,67 @@ func (st *Stream) sendChunks(p []byte, k int) (used, payload int, err error) {
 		prefix = st.hdr
 	}
 	payload = min(len(p), k-len(prefix))
-	err = fc.writeDataLocked(st.id, prefix, p[:payload], st.sess.sched.chunk)
-	if err == nil && prefix != nil {
-		st.hdrDone.Store(true)
+	if fc.detaches(dl) {
+		if !time.Now().Before(dl) {
+			fc.unlock()
+			return 0, 0, st.deadlineErr(ctx)
+		}
+		if d := fc.writeDetached(st.id, prefix, p[:payload], st.sess.sched.chunk); d != nil {
+			// The lock is the goroutine's now; the frames are committed.
+			if prefix != nil {
+				st.hdrDone.Store(true)
+			}
+			return st.awaitDetached(ctx, w, d, dl, len(prefix)+payload, payload)
+		}
 	}
-	fc.unlock()
+	used, err = fc.writeDataDeadline(st.id, prefix, p[:payload], st.sess.sched.chunk, dl)
+	if used > 0 && prefix != nil {
+		st.hdrDone.Store(true) // whole frames only: the first one went
+	}
+	fc.unlock() // and if the link failed, the session is told
+	if used == 0 {
+		payload = 0
+	} else {
+		payload = used - len(prefix)
+	}
 	if err != nil {
-		return 0, 0, st.sess.linkFailed(err)
+		return used, payload, st.linkErr(err, ctx)
 	}
-	return len(prefix) + payload, payload, nil
+	return used, payload, nil
+}
+
+// awaitDetached waits for d, a detached write of used body bytes of
+// which payload are the Write's, until dl or ctx's end. If it gives up
+// first, d ends w's turns once it is over, in w's stead: until then its
+// frames still count against MaxInFlightChunks.
+func (st *Stream) awaitDetached(ctx context.Context, w *writeOp, d *detachedWrite, dl time.Time, used, payload int) (int, int, error) {
+	t := time.NewTimer(time.Until(dl))
+	defer t.Stop()
+	var err error
+	select {
+	case <-d.done:
+		if d.err != nil {
+			return 0, 0, st.linkErr(d.err, ctx)
+		}
+		return used, payload, nil
+	case <-t.C:
+		err = st.deadlineErr(ctx)
+	case <-ctx.Done():
+		err = contextErr("mux: write", ctx)
+	}
+	sc, n := st.sess.sched, w.n
+	if d.handOver(func() { sc.endTurns(n) }) {
+		w.n = 0
+	}
+	return used, payload, err
 }
 
 // sendHeader sends the header alone, if it has not gone yet.
 func (st *Stream) sendHeader() error {
 	fc := st.sess.fc
-	fc.lock()
+	if err := fc.lockFor(nil, time.Time{}); err != nil {
+		return st.sess.closedErr() // the link failed
+	}
 	if st.hdrDone.Load() {
 		fc.unlock()
 		return nil
@@ -300,9 +375,47 @@ func (st *Stream) sendHeader() error {
 	}
 	fc.unlock()
 	if err != nil {
-		return st.sess.linkFailed(err)
+		return st.sess.closedErr() // the link failed
 	}
 	return nil
+}
+
+// linkDeadline returns the deadline of this Write's writes to the link:
+// the write deadline or ctx's, whichever is earlier; zero if neither.
+func (st *Stream) linkDeadline(ctx context.Context) time.Time {
+	dl := st.writeDeadline()
+	if c, ok := ctx.Deadline(); ok && (dl.IsZero() || c.Before(dl)) {
+		dl = c
+	}
+	return dl
+}
+
+// linkErr maps an error of sendChunks' wait for the link or of its writes
+// to the link.
+func (st *Stream) linkErr(err error, ctx context.Context) error {
+	switch err {
+	case os.ErrDeadlineExceeded:
+		// This Write's deadline passed before its frames went: the link
+		// is fine.
+		return st.deadlineErr(ctx)
+	case errLockAborted:
+		return contextErr("mux: write", ctx)
+	}
+	// The link failed (under this Write, or before).
+	return st.sess.closedErr()
+}
+
+// deadlineErr is the error of a Write whose deadline (the write deadline,
+// or ctx's) passed before it was done.
+func (st *Stream) deadlineErr(ctx context.Context) error {
+	if c, ok := ctx.Deadline(); ok && !time.Now().Before(c) {
+		if ctx.Err() != nil {
+			return contextErr("mux: write", ctx)
+		}
+		// Its timer has not fired yet.
+		return &multiError{"mux: write: " + context.DeadlineExceeded.Error(), []error{context.DeadlineExceeded, os.ErrDeadlineExceeded}}
+	}
+	return os.ErrDeadlineExceeded
 }
 
 // writeErr returns why the stream cannot be written to, or nil.
@@ -431,7 +544,9 @@ func (st *Stream) SetReadDeadline(t time.Time) error {
 }
 
 // SetWriteDeadline sets the deadline for pending and future Writes: it
-// bounds their waits for queue room, turns and window (see Write).
+// bounds their waits for queue room, turns, window and the link (see
+// Write). A Write already waiting for its frames to reach the link keeps
+// the deadline it had.
 func (st *Stream) SetWriteDeadline(t time.Time) error {
 	var ns int64
 	if !t.IsZero() {
