@@ -222,6 +222,14 @@ type Config struct {
 	MaxQueuedWrites int
 	FailFastWrites  bool
 
+	// LinkWriteTimeout bounds every write to a link's socket (10 s). A
+	// link whose socket does not drain for that long is closed as failed
+	// (mux.ErrWriteTimeout) and every writer waiting on it gets the error
+	// at once. A Write's own deadline or context bounds the caller sooner
+	// without closing the link: the frames it has begun finish within
+	// LinkWriteTimeout on their own.
+	LinkWriteTimeout time.Duration
+
 	// TargetBandwidth (bytes/s, 12.5 MB/s = 100 Mbit/s), MaxStreamWindow
 	// (16 MiB) and PeerMemoryBudget (64 MiB) size each link's stream
 	// window for long links: twice the bandwidth-delay product of the RTT the
@@ -366,6 +374,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"StreamHeaderTimeout", cfg.StreamHeaderTimeout},
 		{"DialAddrDelay", cfg.DialAddrDelay},
 		{"FirstByteTimeout", cfg.FirstByteTimeout},
+		{"LinkWriteTimeout", cfg.LinkWriteTimeout},
 		{"DialAddrTimeout", cfg.DialAddrTimeout},
 		{"AddrTTL", cfg.AddrTTL},
 		{"RecordRetention", cfg.RecordRetention},
@@ -503,6 +512,7 @@ func (cfg Config) muxConfig(log zerolog.Logger) mux.Config {
 	mc.MaxQueuedBytes = cfg.MaxQueuedBytes
 	mc.MaxQueuedWrites = cfg.MaxQueuedWrites
 	mc.FailFast = cfg.FailFastWrites
+	mc.WriteTimeout = cfg.LinkWriteTimeout
 	mc.HeaderTimeout = cfg.StreamHeaderTimeout
 	// One prober per link: the health monitor, or else yamux's keepalive.
 	mc.EnableKeepAlive = cfg.DisableHealthMonitor

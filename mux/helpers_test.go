@@ -27,10 +27,17 @@ func testPeer(t testing.TB, seed byte) peer.ID {
 	return id
 }
 
-// testConfig is DefaultConfig without keepalive (no timers in tests).
+// testConfig is DefaultConfig without keepalive (no timers in tests),
+// and with a stream close timeout longer than any test run: yamux starts
+// a close timer (time.AfterFunc) for every half-closed stream and never
+// stops it when its session ends; firing after its test, outside any
+// synctest bubble, it would take a timer from yamux's global pool that a
+// bubble may have left there (fatal), or leave one of its own for a
+// bubble to take. Tests of the close timeout set their own.
 func testConfig() Config {
 	c := DefaultConfig()
 	c.EnableKeepAlive = false
+	c.StreamCloseTimeout = time.Hour
 	return c
 }
 
