@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // The guard decides, for every frame the remote sends, whether yamux may
@@ -31,6 +32,14 @@ type guard struct {
 
 	pongs        [][frameHeaderLen]byte // answers to the remote's pings, not yet sent
 	pingsDropped int
+
+	// The recv goroutine's shortcut for the common case, a data frame
+	// without flags for the stream of the frame before: passID passed
+	// while the maps were at generation passGen, and gen moves on with
+	// every change to them, so the frame passes without the lock.
+	gen     atomic.Uint64
+	passID  uint32
+	passGen uint64
 }
 
 // deadStream is a stream the guard drops data for.
@@ -71,6 +80,7 @@ func (g *guard) init(window uint32) {
 
 // killLocked moves id to the dead streams with the given allowance.
 func (g *guard) killLocked(id uint32, d deadStream) {
+	g.gen.Add(1)
 	delete(g.live, id)
 	if old, ok := g.dead[id]; ok {
 		if old.unread && !d.unread {
@@ -95,6 +105,7 @@ func (g *guard) killLocked(id uint32, d deadStream) {
 func (g *guard) noteOut(id uint32, flags uint16) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.gen.Add(1)
 	switch {
 	case flags&flagRST != 0:
 		g.killLocked(id, deadStream{left: g.allowance})
@@ -144,6 +155,9 @@ const (
 // does not decide new streams (admitSYN: the caller asks the session,
 // then calls opened or refused).
 func (g *guard) judge(flags uint16, id uint32, body uint32) (verdict, string) {
+	if flags == 0 && id == g.passID && g.gen.Load() == g.passGen {
+		return pass, "" // as the frame before; nothing changed since
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	st, live := g.live[id]
@@ -156,14 +170,18 @@ func (g *guard) judge(flags uint16, id uint32, body uint32) (verdict, string) {
 	}
 	switch {
 	case live:
-		if flags&flagRST != 0 {
+		switch {
+		case flags&flagRST != 0:
 			g.killLocked(id, deadStream{})
-		} else if flags&flagFIN != 0 {
+		case flags&flagFIN != 0:
+			g.gen.Add(1)
 			if st&liveLocalFIN != 0 {
 				delete(g.live, id)
 			} else {
 				g.live[id] = st | liveRemoteFIN
 			}
+		default:
+			g.passID, g.passGen = id, g.gen.Load()
 		}
 		return pass, ""
 	case body == 0 && flags&(flagFIN|flagRST) != 0:
@@ -192,6 +210,7 @@ func (g *guard) judge(flags uint16, id uint32, body uint32) (verdict, string) {
 // opened records a stream of the remote's that the session admitted.
 func (g *guard) opened(id uint32) {
 	g.mu.Lock()
+	g.gen.Add(1)
 	g.live[id] = liveRemote
 	g.mu.Unlock()
 }

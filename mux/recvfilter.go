@@ -3,6 +3,7 @@ package mux
 import (
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,6 +33,7 @@ type rxState struct {
 
 	mu       sync.Mutex
 	injected [][frameHeaderLen]byte // frames for yamux at the next boundary
+	queued   atomic.Int32           // len(injected), read without mu by Read
 }
 
 // minFilterRead is the smallest buffer Read filters in place; a smaller
@@ -53,6 +55,7 @@ func (c *frameConn) injectIn(f [frameHeaderLen]byte) {
 	c.rx.mu.Lock()
 	if len(c.rx.injected) < maxInjected {
 		c.rx.injected = append(c.rx.injected, f)
+		c.rx.queued.Store(int32(len(c.rx.injected)))
 	}
 	c.rx.mu.Unlock()
 }
@@ -118,6 +121,9 @@ func (c *frameConn) drainSpill(p []byte) int {
 // takeInjected moves the injected frames to the spill, reporting whether
 // there were any.
 func (c *frameConn) takeInjected() bool {
+	if c.rx.queued.Load() == 0 {
+		return false
+	}
 	c.rx.mu.Lock()
 	defer c.rx.mu.Unlock()
 	if len(c.rx.injected) == 0 {
@@ -127,6 +133,7 @@ func (c *frameConn) takeInjected() bool {
 		c.rx.spill = append(c.rx.spill, f[:]...)
 	}
 	c.rx.injected = c.rx.injected[:0]
+	c.rx.queued.Store(0)
 	return true
 }
 
