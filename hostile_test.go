@@ -2,8 +2,10 @@ package peerlink_test
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/peerlink/peerlink"
+	"github.com/peerlink/peerlink/breaker"
 	"github.com/peerlink/peerlink/mux"
 	"github.com/peerlink/peerlink/peer"
 	"github.com/peerlink/peerlink/transport"
@@ -181,5 +184,118 @@ func TestHonestPeerConnectsDuringSilentFlood(t *testing.T) {
 		}
 		roundTrip(t, honest, node.ID(), []byte("hello"))
 		honest.Close()
+	}
+}
+
+// A listener too busy to take a handshake says so, and the dialer's
+// circuit breaker does not count it against the peer: the peer is up.
+func TestBusyListenerIsNotAPeerFailure(t *testing.T) {
+	node := newManager(t, func(c *peerlink.Config) {
+		c.MaxPendingHandshakes = 1
+		c.FirstByteTimeout, c.HandshakeTimeout = time.Minute, time.Minute
+	})
+	// One socket that spoke, then stalls, young: neither silent nor slow,
+	// so a newcomer is refused rather than evicting it.
+	slow, err := net.Dial("tcp", node.Addrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	if _, err := slow.Write([]byte{0x16}); err != nil {
+		t.Fatal(err)
+	}
+	dialer := newManager(t)
+	threshold := peerlink.DefaultConfig().Breaker.FailureThreshold
+	for i := range int(threshold) + 2 {
+		err := dialer.Connect(ctxT(t), node.AddrInfo())
+		if !errors.Is(err, transport.ErrListenerBusy) {
+			t.Fatalf("dial %d: %v, want ErrListenerBusy", i, err)
+		}
+		if i == 0 {
+			t.Logf("dialer sees: %v", err)
+		}
+	}
+	if st := dialer.BreakerState(node.ID()); st != breaker.StateClosed {
+		t.Errorf("breaker %v after %d busy refusals, want closed", st, threshold+2)
+	}
+}
+
+// At most MaxInboundPerIP links from one address; the next dialer is told
+// why, and its breaker does not count it.
+func TestInboundLimitPerIP(t *testing.T) {
+	node := newManager(t, func(c *peerlink.Config) { c.MaxInboundPerIP = 2 })
+	withEcho(node, t)
+	for range 2 {
+		connect(t, newManager(t), node)
+	}
+	third := newManager(t)
+	err := third.Connect(ctxT(t), node.AddrInfo())
+	if !errors.Is(err, transport.ErrAddrConnLimit) {
+		t.Fatalf("third link from 127.0.0.1: %v, want ErrAddrConnLimit", err)
+	}
+	t.Logf("third dialer sees: %v", err)
+	if st := third.BreakerState(node.ID()); st != breaker.StateClosed {
+		t.Errorf("breaker %v, want closed", st)
+	}
+	exempt := newManager(t)
+	node2 := newManager(t, func(c *peerlink.Config) {
+		c.MaxInboundPerIP = 1
+		c.LimitExempt = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	})
+	connect(t, newManager(t), node2)
+	connect(t, exempt, node2) // exempt: past the limit
+}
+
+// One peer holding every stream it may, header-less, takes none of the
+// node's own: a critical stream the node opens to another peer goes
+// through; once the flooder's headers arrive it gets its share of the
+// node's inbound streams and no more.
+func TestPeerCannotTakeTheNodesStreams(t *testing.T) {
+	node := newManager(t, func(c *peerlink.Config) {
+		c.MaxStreams = 16 // 8 inbound (2 per peer), 8 outbound
+		c.FailFastStreams = true
+	})
+	withEcho(node, t)
+	flooder, other := newManager(t), newManager(t)
+	withEcho(other, t)
+	connect(t, flooder, node)
+	connect(t, node, other)
+	var held []*mux.Stream
+	for range 32 {
+		s, err := flooder.OpenStream(ctxT(t), node.ID(), echoProto, mux.PriorityNormal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, s) // opened, header not sent
+	}
+	s, err := node.OpenStream(ctxT(t), other.ID(), echoProto, mux.PriorityCritical)
+	if err != nil {
+		t.Fatalf("the node's critical stream while a peer floods it: %v", err)
+	}
+	if _, err := s.Write([]byte("vote")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if got, err := io.ReadAll(s); err != nil || string(got) != "vote" {
+		t.Fatalf("echo %q, %v", got, err)
+	}
+	served, refused := 0, 0
+	for _, s := range held {
+		if _, err := s.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		_, err := io.ReadFull(s, make([]byte, 1))
+		switch {
+		case err == nil:
+			served++
+		case errors.Is(err, mux.ErrStreamLimit):
+			refused++
+		default:
+			t.Fatalf("flooder's stream: %v", err)
+		}
+	}
+	t.Logf("flooder: %d streams served, %d refused", served, refused)
+	if served != 2 || refused != len(held)-2 {
+		t.Errorf("flooder got %d streams served, want its share of 2", served)
 	}
 }
