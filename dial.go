@@ -112,6 +112,13 @@ func (m *ConnectionManager) connectLocked(ctx context.Context, r *record, dial b
 			return nil, fmt.Errorf("%w: %s", ErrNoLink, r.id.ShortString())
 		}
 		call := r.dial
+		if call != nil && call.resolved() {
+			// Its waiters have their answer, and there is no link now: that
+			// dial is over for callers, though its goroutine may still be
+			// calling off its other attempts (it clears r.dial only if it
+			// is still its own).
+			call = nil
+		}
 		if call == nil {
 			now := m.clock.Now()
 			if wait, until := r.pendingInbound(now, m.cfg.HandshakeTimeout); wait != nil {
