@@ -13,6 +13,7 @@ import (
 	"github.com/peerlink/peerlink/health"
 	"github.com/peerlink/peerlink/mux"
 	"github.com/peerlink/peerlink/peer"
+	"github.com/peerlink/peerlink/score"
 	"github.com/peerlink/peerlink/transport"
 )
 
@@ -269,6 +270,11 @@ type Config struct {
 	// redialed. A link that goes silent with its socket still open is
 	// found within Health.DetectionBound(): 55 s by default. Zero fields
 	// take health.DefaultConfig. The monitor replaces yamux's keepalive.
+	// Score weighs the parts of each peer's quality score (latency 0.35,
+	// errors 0.35, health 0.1, stability 0.1, application 0.1; reference
+	// RTT 100 ms): see package score and QualityScore.
+	Score score.Config
+
 	Health health.Config
 
 	// DisableHealthMonitor turns the monitor off. yamux's keepalive then
@@ -487,6 +493,10 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()
 	}
+	if err := cfg.Score.Validate(); err != nil {
+		return cfg, fmt.Errorf("%w: Score: %w", ErrInvalidConfig, err)
+	}
+	cfg.Score = cfg.Score.WithDefaults()
 	if err := cfg.Health.Validate(); err != nil {
 		return cfg, fmt.Errorf("%w: Health: %w", ErrInvalidConfig, err)
 	}

@@ -189,6 +189,12 @@ func (m *ConnectionManager) runDial(ctx context.Context, r *record, call *dialCa
 	if r.dial == call {
 		r.dial = nil
 	}
+	if err != nil && !excluded(err) && !errors.Is(err, ErrCircuitOpen) {
+		// A failed dial counts against the peer's score as a failed
+		// request does (the breaker keeps its own count).
+		r.hist.RecordError(m.clock.Now())
+		m.rescoreLocked(r, m.clock.Now())
+	}
 	if err != nil {
 		// Another link to the peer may have opened while we dialed (the
 		// peer dialed us and won the tie-break): the waiters take it.

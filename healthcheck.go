@@ -74,9 +74,11 @@ func (m *ConnectionManager) noteHealth(l *link, res health.Result) {
 	r.mu.Lock()
 	if res.Healthy {
 		r.hist.ObserveRTT(res.RTT, res.Time)
+		r.hist.RecordSuccess(res.Time)
 	} else {
 		r.hist.RecordError(res.Time)
 	}
+	m.rescoreLocked(r, m.clock.Now())
 	r.mu.Unlock()
 }
 

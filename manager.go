@@ -15,6 +15,7 @@ import (
 	"github.com/peerlink/peerlink/clock"
 	"github.com/peerlink/peerlink/mux"
 	"github.com/peerlink/peerlink/peer"
+	"github.com/peerlink/peerlink/score"
 	"github.com/peerlink/peerlink/transport"
 )
 
@@ -41,6 +42,7 @@ type ConnectionManager struct {
 	rand     *clock.Rand
 	tr       transport.Transport
 	muxCfg   mux.Config
+	scoreCfg score.Config
 	peers    *peer.Table[*record]
 	events   eventBus
 	breakers *breaker.Registry
@@ -89,6 +91,7 @@ func New(cfg Config) (*ConnectionManager, error) {
 	m.muxCfg = cfg.muxConfig(m.log)
 	m.muxCfg.OnHandlerPanic = func(peer.ID, string, any) { m.panics.Add(1) }
 	m.muxCfg.Node = cfg.nodeLimits()
+	m.scoreCfg = cfg.scoreConfig()
 	if err := m.newBreakers(); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package peerlink
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/peerlink/peerlink/peer"
@@ -40,6 +41,12 @@ type record struct {
 	// lastActive is when the peer was last added, connected or
 	// disconnected: the retention clock starts there.
 	lastActive time.Time
+	// app is the application's value for the peer, in [−1, 1].
+	app float64
+	// The score as last computed (float64 bits) and when (clock
+	// nanoseconds): QualityScore reads them without the lock.
+	score    atomic.Uint64
+	scoredAt atomic.Int64
 }
 
 // pendingInbound returns a channel closed when the next link registers, and

@@ -43,8 +43,12 @@ type History struct {
 	rttPeak    float64 // nanoseconds, as of rttAt
 	rttMin     time.Duration
 	rttLast    time.Duration
-	rttSamples uint64
-	rttAt      stamp
+	rttSamples uint32 // saturating
+	// succRate is the successes decayed to successAt, as errRate; a
+	// float32 beside rttSamples keeps a record within its size budget
+	// (TestSizes).
+	succRate float32
+	rttAt    stamp
 
 	errRate   float64 // errors decayed to errAt
 	errAt     stamp   // also the last error
@@ -118,7 +122,9 @@ func (h *History) ObserveRTT(rtt time.Duration, now time.Time) {
 		h.rttMin = min(h.rttMin, rtt)
 	}
 	h.rttLast = rtt
-	h.rttSamples++
+	if h.rttSamples < math.MaxUint32 {
+		h.rttSamples++
+	}
 	h.rttAt = max(h.rttAt, n)
 }
 
@@ -133,8 +139,10 @@ func (h *History) RecordError(now time.Time) {
 
 // RecordSuccess counts a success, the counterpart of RecordError.
 func (h *History) RecordSuccess(now time.Time) {
+	n := stampOf(now)
+	h.succRate = float32(float64(h.succRate)*decay(n.sub(h.successAt), h.errorHalfLife()) + 1)
 	h.successes++
-	h.successAt = max(h.successAt, stampOf(now))
+	h.successAt = max(h.successAt, n)
 }
 
 // LinkOpened records that a link to the peer opened. Every link after the
@@ -184,8 +192,9 @@ type HistorySnapshot struct {
 	// ErrorRate is the decayed error count: each error counts one when
 	// recorded, and half as much every ErrorHalfLife after.
 	ErrorRate   float64
-	Errors      uint64 // total
-	Successes   uint64 // total
+	SuccessRate float64 // the decayed count of successes, as ErrorRate
+	Errors      uint64  // total
+	Successes   uint64  // total
 	LastError   time.Time
 	LastSuccess time.Time
 
@@ -207,6 +216,7 @@ func (h *History) Snapshot(now time.Time) HistorySnapshot {
 	n := stampOf(now)
 	s := HistorySnapshot{
 		ErrorRate:        h.errRate * decay(n.sub(h.errAt), h.errorHalfLife()),
+		SuccessRate:      float64(h.succRate) * decay(n.sub(h.successAt), h.errorHalfLife()),
 		Errors:           h.errors,
 		Successes:        h.successes,
 		LastError:        h.errAt.time(),
@@ -233,7 +243,7 @@ func (h *History) Snapshot(now time.Time) HistorySnapshot {
 			Peak:         time.Duration(math.Round(h.rttMean + (h.rttPeak-h.rttMean)*w)),
 			Min:          h.rttMin,
 			Last:         h.rttLast,
-			Samples:      h.rttSamples,
+			Samples:      uint64(h.rttSamples),
 			LastObserved: h.rttAt.time(),
 		}
 	}
