@@ -119,3 +119,35 @@ func TestOpenCircuitScoresZero(t *testing.T) {
 		t.Errorf("breakdown %+v: want the circuit to take the score to 0", b)
 	}
 }
+
+// Reading a score is a couple of atomic loads (while the cache is fresh);
+// a sample updates it in O(1).
+func BenchmarkQualityScore(b *testing.B) {
+	net := transport.NewMemoryNetwork()
+	fake := clock.NewFake(time.Unix(1_000_000, 0))
+	mk := func(name string) *peerlink.ConnectionManager {
+		return newManager(b, func(c *peerlink.Config) {
+			c.Transport = peerlink.MemoryTransport(net)
+			c.ListenAddrs = []string{name}
+			c.Clock = fake
+			c.DisableHealthMonitor = true
+		})
+	}
+	a, p := mk("a"), mk("p")
+	connect(b, a, p)
+	a.RecordSuccess(p.ID(), 10*time.Millisecond)
+	b.Run("read", func(b *testing.B) {
+		b.ReportAllocs()
+		var s float64
+		for b.Loop() {
+			s += a.QualityScore(p.ID())
+		}
+		_ = s
+	})
+	b.Run("RecordSuccess", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			a.RecordSuccess(p.ID(), 10*time.Millisecond)
+		}
+	})
+}
