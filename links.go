@@ -113,6 +113,7 @@ func (m *ConnectionManager) detachLocked(r *record, l *link, reason DisconnectRe
 	l.detached = true
 	if r.link == l {
 		r.link = nil
+		r.liveLink.Store(nil)
 	}
 	m.release(l.dir())
 	now := m.clock.Now()
@@ -202,6 +203,7 @@ func (m *ConnectionManager) register(conn transport.Conn) (*link, error) {
 		closeReq: make(chan struct{}), gone: make(chan struct{}),
 	}
 	r.link = l
+	r.liveLink.Store(l)
 	r.lastActive = now
 	r.hist.LinkOpened(now)
 	if rtt := conn.HandshakeRTT(); rtt > 0 {

@@ -44,9 +44,15 @@ type record struct {
 	// app is the application's value for the peer, in [−1, 1].
 	app float64
 	// The score as last computed (float64 bits) and when (clock
-	// nanoseconds): QualityScore reads them without the lock.
+	// nanoseconds), and the peak RTT then: QualityScore and SelectBest
+	// read them without the lock.
 	score    atomic.Uint64
 	scoredAt atomic.Int64
+	rttPeak  atomic.Int64 // nanoseconds
+	// liveLink mirrors link for readers without the lock (SelectBest);
+	// inflight counts the SelectBest picks not yet Done.
+	liveLink atomic.Pointer[link]
+	inflight atomic.Int32
 }
 
 // pendingInbound returns a channel closed when the next link registers, and

@@ -53,7 +53,9 @@ func (m *ConnectionManager) scoreInputs(r *record, now time.Time) score.Inputs {
 
 // rescoreLocked computes r's score now and caches it. r.mu must be held.
 func (m *ConnectionManager) rescoreLocked(r *record, now time.Time) float64 {
-	v := score.Value(m.scoreCfg, m.scoreInputs(r, now))
+	in := m.scoreInputs(r, now)
+	v := score.Value(m.scoreCfg, in)
+	r.rttPeak.Store(int64(in.RTTPeak))
 	r.score.Store(math.Float64bits(v))
 	r.scoredAt.Store(now.UnixNano())
 	return v
