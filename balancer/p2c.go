@@ -46,8 +46,10 @@ type P2COptions struct {
 // go to the first of the two draws, itself random.
 //
 // With one eligible candidate Pick returns it; with none, ErrNoCandidate.
-// Drawing is O(1) expected while most candidates are eligible (see
-// randomEligible); it allocates nothing and takes no lock.
+// A draw that lands on an ineligible candidate is redrawn, up to 16 times,
+// before Pick takes the next eligible one after the last draw, so a pick
+// is O(1) expected while most candidates are eligible and scans the slice
+// only when few or none are. It allocates nothing and takes no lock.
 type P2C struct {
 	r          rng
 	unknown    float64
