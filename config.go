@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/peerlink/peerlink/balancer"
 	"github.com/peerlink/peerlink/breaker"
 	"github.com/peerlink/peerlink/clock"
 	"github.com/peerlink/peerlink/health"
@@ -270,6 +271,12 @@ type Config struct {
 	// redialed. A link that goes silent with its socket still open is
 	// found within Health.DetectionBound(): 55 s by default. Zero fields
 	// take health.DefaultConfig. The monitor replaces yamux's keepalive.
+	// Balancer is SelectBest's strategy. Nil means P2C over peak-EWMA
+	// latency × (load + 1) ÷ score (Finagle's, with errors counted
+	// through the score), seeded from Rand so that a simulation repeats
+	// itself. See package balancer for the others.
+	Balancer balancer.Strategy
+
 	// Score weighs the parts of each peer's quality score (latency 0.35,
 	// errors 0.35, health 0.1, stability 0.1, application 0.1; reference
 	// RTT 100 ms): see package score and QualityScore.

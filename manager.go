@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/peerlink/peerlink/balancer"
 	"github.com/peerlink/peerlink/breaker"
 	"github.com/peerlink/peerlink/clock"
 	"github.com/peerlink/peerlink/mux"
@@ -43,6 +44,7 @@ type ConnectionManager struct {
 	tr       transport.Transport
 	muxCfg   mux.Config
 	scoreCfg score.Config
+	balancer balancer.Strategy
 	peers    *peer.Table[*record]
 	events   eventBus
 	breakers *breaker.Registry
@@ -92,6 +94,10 @@ func New(cfg Config) (*ConnectionManager, error) {
 	m.muxCfg.OnHandlerPanic = func(peer.ID, string, any) { m.panics.Add(1) }
 	m.muxCfg.Node = cfg.nodeLimits()
 	m.scoreCfg = cfg.scoreConfig()
+	m.balancer = cfg.Balancer
+	if m.balancer == nil {
+		m.balancer = balancer.NewP2C(balancer.P2COptions{Seed: m.rand.Uint64()})
+	}
 	if err := m.newBreakers(); err != nil {
 		return nil, err
 	}

@@ -35,6 +35,14 @@ func (r *Rand) Int64N(n int64) int64 {
 	return r.r.Int64N(n)
 }
 
+// Uint64 returns a uniform 64-bit number (a seed for a generator of the
+// caller's own).
+func (r *Rand) Uint64() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.r.Uint64()
+}
+
 // DurationN returns a uniform duration in [0, d), or 0 if d <= 0.
 func (r *Rand) DurationN(d time.Duration) time.Duration {
 	if d <= 0 {

@@ -1,0 +1,148 @@
+package peerlink
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/peerlink/peerlink/balancer"
+	"github.com/peerlink/peerlink/breaker"
+	"github.com/peerlink/peerlink/peer"
+)
+
+// Peer selection (seed 002's select_best_connection): SelectBest builds a
+// snapshot of the candidates from atomic loads (score, load, peak RTT,
+// health, circuit) and lets a balancer.Strategy pick one. The pick counts
+// as a request in flight on the peer until the caller reports its outcome
+// with Selection.Done, which also feeds the peer's score.
+
+// Selection is a peer chosen by SelectBest. Call Done once the request
+// sent to it is over; until then it counts in the peer's load.
+type Selection struct {
+	// Peer is the peer chosen.
+	Peer peer.ID
+
+	m     *ConnectionManager
+	r     *record
+	start time.Time
+	done  atomic.Bool
+}
+
+// Done reports the outcome of the request sent to the selected peer:
+// err nil for a success (with its latency; 0 means the time since
+// SelectBest), else the error. It releases the peer's in-flight count
+// and feeds the peer's score (RecordSuccess or RecordError). Calls after
+// the first do nothing.
+func (s *Selection) Done(err error, latency time.Duration) {
+	if s == nil || s.done.Swap(true) {
+		return
+	}
+	s.r.inflight.Add(-1)
+	if err != nil {
+		s.m.RecordError(s.Peer, err)
+		return
+	}
+	if latency <= 0 {
+		latency = s.m.clock.Now().Sub(s.start)
+	}
+	s.m.RecordSuccess(s.Peer, latency)
+}
+
+// SelectOption changes one SelectBest call.
+type SelectOption func(*selectOptions)
+
+type selectOptions struct {
+	strategy balancer.Strategy
+	key      []byte
+}
+
+// WithStrategy makes SelectBest use s instead of Config.Balancer.
+func WithStrategy(s balancer.Strategy) SelectOption {
+	return func(o *selectOptions) { o.strategy = s }
+}
+
+// WithKey gives key-based strategies (balancer.Rendezvous) their key: the
+// same key keeps its peer while that peer is healthy.
+func WithKey(key []byte) SelectOption {
+	return func(o *selectOptions) { o.key = key }
+}
+
+// candidatePool recycles the candidate snapshots of SelectBest.
+var candidatePool = sync.Pool{New: func() any {
+	s := make([]balancer.Candidate, 0, 64)
+	return &s
+}}
+
+// SelectBest chooses a peer among candidates (nil: every peer with an open
+// link) with Config.Balancer (P2C over peak-EWMA latency × load by
+// default), or the strategy given by WithStrategy. A candidate is
+// eligible when it has an open link that is not failing its health checks
+// and its circuit is closed; with none eligible it fails with an error
+// wrapping balancer.ErrNoCandidate. The chosen peer's in-flight count
+// goes up until Selection.Done. ctx is checked before the pick.
+func (m *ConnectionManager) SelectBest(ctx context.Context, candidates []peer.ID, opts ...SelectOption) (*Selection, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := m.usable(); err != nil {
+		return nil, err
+	}
+	o := selectOptions{strategy: m.balancer}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	bp := candidatePool.Get().(*[]balancer.Candidate)
+	cands := (*bp)[:0]
+	defer func() {
+		clear(cands)
+		*bp = cands[:0]
+		candidatePool.Put(bp)
+	}()
+	var recs []*record // only when candidates is nil: links' records
+	if candidates == nil {
+		for _, l := range m.liveLinks() {
+			recs = append(recs, l.rec)
+			cands = append(cands, m.candidate(l.rec))
+		}
+	} else {
+		for _, id := range candidates {
+			r, ok := m.peers.Get(id)
+			if !ok {
+				cands = append(cands, balancer.Candidate{ID: id})
+				continue
+			}
+			cands = append(cands, m.candidate(r))
+		}
+	}
+	i, err := o.strategy.Pick(cands, o.key)
+	if err != nil {
+		return nil, fmt.Errorf("peerlink: select among %d peers (%s): %w", len(cands), o.strategy.Name(), err)
+	}
+	var r *record
+	if recs != nil {
+		r = recs[i]
+	} else if r, _ = m.peers.Get(cands[i].ID); r == nil {
+		return nil, fmt.Errorf("peerlink: select: %s: %w", cands[i].ID.ShortString(), balancer.ErrNoCandidate)
+	}
+	r.inflight.Add(1)
+	return &Selection{Peer: r.id, m: m, r: r, start: m.clock.Now()}, nil
+}
+
+// candidate returns r as the balancer sees it, from atomic loads and the
+// link's counters.
+func (m *ConnectionManager) candidate(r *record) balancer.Candidate {
+	c := balancer.Candidate{
+		ID:          r.id,
+		Score:       m.QualityScore(r.id),
+		Load:        int(r.inflight.Load()),
+		Latency:     time.Duration(r.rttPeak.Load()),
+		CircuitOpen: m.breakers.State(r.id) == breaker.StateOpen,
+	}
+	if l := r.liveLink.Load(); l != nil && !l.dead() {
+		c.Healthy = l.health.Snapshot().ConsecutiveFailures == 0
+		c.Load += l.sess.NumStreams()
+	}
+	return c
+}

@@ -1,0 +1,135 @@
+package peerlink_test
+
+import (
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/peerlink/peerlink"
+	"github.com/peerlink/peerlink/balancer"
+	"github.com/peerlink/peerlink/clock"
+	"github.com/peerlink/peerlink/peer"
+	"github.com/peerlink/peerlink/transport"
+)
+
+func selectionNet(t *testing.T, names ...string) (*peerlink.ConnectionManager, []*peerlink.ConnectionManager) {
+	net := transport.NewMemoryNetwork()
+	fake := clock.NewFake(time.Unix(1_000_000, 0))
+	mk := func(name string) *peerlink.ConnectionManager {
+		return newManager(t, func(c *peerlink.Config) {
+			c.Transport = peerlink.MemoryTransport(net)
+			c.ListenAddrs = []string{name}
+			c.Clock = fake
+			c.DisableHealthMonitor = true
+			c.Rand = rand.NewPCG(1, 2) // the default balancer's seed: the picks repeat
+		})
+	}
+	a := mk("a")
+	var peers []*peerlink.ConnectionManager
+	for _, n := range names {
+		p := mk(n)
+		connect(t, a, p)
+		peers = append(peers, p)
+	}
+	return a, peers
+}
+
+// SelectBest with the default strategy (P2C peak EWMA) sends most
+// requests to the fast peer, releases each pick at Done, and feeds the
+// score.
+func TestSelectBestPrefersTheFastPeer(t *testing.T) {
+	a, peers := selectionNet(t, "fast", "slow", "slower")
+	lat := map[peer.ID]time.Duration{peers[0].ID(): 5 * time.Millisecond, peers[1].ID(): 300 * time.Millisecond, peers[2].ID(): time.Second}
+	for id, d := range lat {
+		a.RecordSuccess(id, d)
+	}
+	picks := map[peer.ID]int{}
+	for range 300 {
+		s, err := a.SelectBest(ctxT(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		picks[s.Peer]++
+		s.Done(nil, lat[s.Peer])
+		s.Done(errors.New("ignored: a second Done"), 0)
+	}
+	t.Logf("picks: fast %d, slow %d, slower %d", picks[peers[0].ID()], picks[peers[1].ID()], picks[peers[2].ID()])
+	// Two choices out of three: the fast peer wins whenever it is drawn
+	// (2/3 of picks, 200 ± 8), the slowest never.
+	if picks[peers[0].ID()] < 170 || picks[peers[2].ID()] != 0 {
+		t.Errorf("picks %v: want the fast peer in about 2/3 of them and the slowest in none", picks)
+	}
+	// A pick not yet Done counts as load: least loaded spreads them.
+	held := map[peer.ID]bool{}
+	var sels []*peerlink.Selection
+	for range 3 {
+		s, err := a.SelectBest(ctxT(t), nil, peerlink.WithStrategy(balancer.NewLeastLoaded()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		held[s.Peer] = true
+		sels = append(sels, s)
+	}
+	if len(held) != 3 {
+		t.Errorf("three picks in flight went to %d peers, want one each", len(held))
+	}
+	for _, s := range sels {
+		s.Done(nil, 0)
+	}
+}
+
+func TestSelectBestNoCandidate(t *testing.T) {
+	a, peers := selectionNet(t, "p")
+	unknown, _ := peer.GenerateIdentity()
+	_, err := a.SelectBest(ctxT(t), []peer.ID{unknown.ID()})
+	if !errors.Is(err, balancer.ErrNoCandidate) {
+		t.Fatalf("only an unknown candidate: %v, want ErrNoCandidate", err)
+	}
+	s, err := a.SelectBest(ctxT(t), []peer.ID{unknown.ID(), peers[0].ID()})
+	if err != nil || s.Peer != peers[0].ID() {
+		t.Fatalf("SelectBest = %v, %v; want the connected peer", s, err)
+	}
+	s.Done(nil, 0)
+	if err := a.Disconnect(peers[0].ID()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.SelectBest(ctxT(t), []peer.ID{peers[0].ID()}); !errors.Is(err, balancer.ErrNoCandidate) {
+		t.Fatalf("a disconnected candidate: %v, want ErrNoCandidate", err)
+	}
+}
+
+// A key keeps its peer (rendezvous), and picks from many goroutines are
+// safe.
+func TestSelectBestAffinityAndConcurrency(t *testing.T) {
+	a, _ := selectionNet(t, "p1", "p2", "p3", "p4")
+	first, err := a.SelectBest(ctxT(t), nil, peerlink.WithStrategy(balancer.NewRendezvous()), peerlink.WithKey([]byte("block-42")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Done(nil, 0)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				s, err := a.SelectBest(ctxT(t), nil, peerlink.WithStrategy(balancer.NewRendezvous()), peerlink.WithKey([]byte("block-42")))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if s.Peer != first.Peer {
+					t.Errorf("key moved from %s to %s", first.Peer.ShortString(), s.Peer.ShortString())
+				}
+				s.Done(nil, time.Millisecond)
+				p, err := a.SelectBest(ctxT(t), nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				p.Done(errors.New("boom"), 0)
+			}
+		})
+	}
+	wg.Wait()
+}
