@@ -155,9 +155,12 @@ func (h *Histogram) Reset() {
 }
 
 // Snapshot returns a copy of h's state. It allocates one slice sized
-// to the non-empty buckets; SnapshotInto reuses one.
+// to the non-empty buckets (16 bytes each); SnapshotInto reuses one.
 func (h *Histogram) Snapshot() HistogramSnapshot {
-	var s HistogramSnapshot
+	// Size the storage in a first pass; records racing with the copy
+	// may still make append grow it.
+	need := h.nonEmpty()
+	s := HistogramSnapshot{buckets: make([]bucketCount, 0, need+need/8)}
 	h.SnapshotInto(&s)
 	return s
 }
@@ -198,6 +201,21 @@ func (h *Histogram) SnapshotInto(s *HistogramSnapshot) {
 	}
 	s.Sum = durationOf(h.sum.Load())
 	s.Min, s.Max = durationOf(mn), durationOf(mx)
+}
+
+// nonEmpty returns the number of non-empty buckets.
+func (h *Histogram) nonEmpty() int {
+	n := 0
+	for g := range h.groups {
+		if p := h.groups[g].Load(); p != nil {
+			for j := range p {
+				if p[j].Load() != 0 {
+					n++
+				}
+			}
+		}
+	}
+	return n
 }
 
 func durationOf(v uint64) time.Duration {
