@@ -185,6 +185,10 @@ func (m *ConnectionManager) runDial(ctx context.Context, r *record, call *dialCa
 			return err
 		})
 	}
+	m.stats.dials.Inc()
+	if err != nil && !errors.Is(err, errDialSatisfied) {
+		m.stats.dialErrors[dialErrorClass(err)].Inc()
+	}
 	r.mu.Lock()
 	if r.dial == call {
 		r.dial = nil

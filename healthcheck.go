@@ -71,6 +71,10 @@ func (m *ConnectionManager) noteHealth(l *link, res health.Result) {
 		return
 	}
 	r := l.rec
+	m.stats.checks.Inc()
+	if !res.Healthy {
+		m.stats.checkFails.Inc()
+	}
 	r.mu.Lock()
 	if res.Healthy {
 		r.hist.ObserveRTT(res.RTT, res.Time)

@@ -118,6 +118,11 @@ func (m *ConnectionManager) detachLocked(r *record, l *link, reason DisconnectRe
 	m.release(l.dir())
 	now := m.clock.Now()
 	st := l.sess.Stats()
+	m.stats.closed[reason].Inc()
+	m.stats.closedIn.Add(l.sess.BytesIn())
+	m.stats.closedOut.Add(l.sess.BytesOut())
+	m.stats.closedLimit.Add(st.LimitRefusals)
+	m.stats.closedMem.Add(st.BudgetRefusals)
 	r.hist.LinkClosed(now, l.sess.BytesIn(), l.sess.BytesOut(), st.StreamsOpened+st.StreamsAccepted)
 	r.lastActive = now
 	ev := m.log.Debug().Str("peer", r.id.ShortString()).Stringer("link", l.id).Stringer("direction", l.dir()).Stringer("reason", reason)
@@ -204,6 +209,10 @@ func (m *ConnectionManager) register(conn transport.Conn) (*link, error) {
 	}
 	r.link = l
 	r.liveLink.Store(l)
+	m.stats.opened[dirIndex(dir)].Inc()
+	if rtt := conn.HandshakeRTT(); rtt > 0 {
+		m.stats.handshake.Record(rtt)
+	}
 	r.lastActive = now
 	r.hist.LinkOpened(now)
 	if rtt := conn.HandshakeRTT(); rtt > 0 {

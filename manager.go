@@ -44,6 +44,7 @@ type ConnectionManager struct {
 	tr       transport.Transport
 	muxCfg   mux.Config
 	scoreCfg score.Config
+	stats    nodeStats
 	balancer balancer.Strategy
 	peers    *peer.Table[*record]
 	events   eventBus

@@ -61,6 +61,14 @@ func (m *ConnectionManager) newBreakers() error {
 		// Called under the circuit's lock: publish never blocks.
 		m.log.Debug().Str("peer", c.Peer.ShortString()).Stringer("from", c.From).Stringer("to", c.To).Msg("circuit")
 		m.events.publish(Event{Type: EventCircuit, Peer: c.Peer, From: c.From, To: c.To, Time: c.Time})
+		switch c.To {
+		case breaker.StateClosed:
+			m.stats.circuits[0].Inc()
+		case breaker.StateHalfOpen:
+			m.stats.circuits[1].Inc()
+		case breaker.StateOpen:
+			m.stats.circuits[2].Inc()
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("%w: Breaker: %w", ErrInvalidConfig, err)

@@ -105,6 +105,9 @@ func (m *ConnectionManager) RecordSuccess(id peer.ID, latency time.Duration) {
 	if !ok {
 		return
 	}
+	if latency > 0 {
+		m.stats.requests.Record(latency)
+	}
 	now := m.clock.Now()
 	r.mu.Lock()
 	r.hist.RecordSuccess(now)
@@ -123,6 +126,7 @@ func (m *ConnectionManager) RecordError(id peer.ID, err error) {
 	if err == nil {
 		return
 	}
+	m.stats.reqErrors.Inc()
 	r, ok := m.peers.Get(id)
 	if !ok {
 		return

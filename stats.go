@@ -1,0 +1,240 @@
+package peerlink
+
+import (
+	"context"
+	"errors"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/peerlink/peerlink/breaker"
+	"github.com/peerlink/peerlink/metrics"
+	"github.com/peerlink/peerlink/mux"
+	"github.com/peerlink/peerlink/transport"
+)
+
+// nodeStats are the manager's node-wide figures, recorded where things
+// happen (a link opens or closes, a dial ends, a circuit changes, a
+// health check or a request ends) with lock-free metrics: recording costs
+// an atomic add or two, never a lock.
+type nodeStats struct {
+	opened      [2]metrics.Counter // inbound, outbound
+	closed      [numReasons]metrics.Counter
+	dials       metrics.Counter
+	dialErrors  [numDialErrors]metrics.Counter
+	handshake   metrics.Histogram // handshake RTT of each new link
+	requests    metrics.Histogram // request latencies (RecordSuccess, Selection.Done)
+	reqErrors   metrics.Counter
+	circuits    [3]metrics.Counter // transitions into closed, half-open, open
+	checks      metrics.Counter
+	checkFails  metrics.Counter
+	closedIn    metrics.Counter // bytes of links now closed
+	closedOut   metrics.Counter
+	closedLimit metrics.Counter // streams refused by closed links' sessions (slot or memory)
+	closedMem   metrics.Counter
+}
+
+const numReasons = int(ReasonUnhealthy) + 1
+
+// DialError classes for Statistics.Dials.Errors.
+const (
+	DialErrorTimeout     = "timeout"      // no answer within the dial's time
+	DialErrorRefused     = "refused"      // connection refused, or the listener's verdict
+	DialErrorBusy        = "busy"         // transport.ErrListenerBusy
+	DialErrorAddrLimit   = "addr_limit"   // transport.ErrAddrConnLimit
+	DialErrorIdentity    = "identity"     // another peer, another network, a bad certificate
+	DialErrorCircuitOpen = "circuit_open" // the peer's circuit breaker refused the dial
+	DialErrorLimit       = "limit"        // our own connection limits
+	DialErrorCanceled    = "canceled"     // the caller gave up, or the manager closed
+	DialErrorOther       = "other"
+)
+
+var dialErrorNames = [...]string{DialErrorTimeout, DialErrorRefused, DialErrorBusy, DialErrorAddrLimit,
+	DialErrorIdentity, DialErrorCircuitOpen, DialErrorLimit, DialErrorCanceled, DialErrorOther}
+
+const numDialErrors = len(dialErrorNames)
+
+// dialErrorClass sorts a dial's error into one of dialErrorNames.
+func dialErrorClass(err error) int {
+	var refused *transport.RemoteRefusedError
+	switch {
+	case errors.Is(err, transport.ErrListenerBusy):
+		return 2
+	case errors.Is(err, transport.ErrAddrConnLimit):
+		return 3
+	case errors.Is(err, ErrCircuitOpen):
+		return 5
+	case errors.Is(err, ErrConnectionLimit), errors.Is(err, ErrInboundLimit):
+		return 6
+	case errors.Is(err, context.Canceled), errors.Is(err, ErrClosed), errors.Is(err, ErrShuttingDown):
+		return 7
+	case errors.Is(err, transport.ErrPeerIDMismatch), errors.Is(err, transport.ErrNetworkMismatch),
+		errors.Is(err, transport.ErrInvalidCertificate), errors.Is(err, transport.ErrCertificateRejected):
+		return 4
+	case errors.As(err, &refused), errors.Is(err, transport.ErrNoListener), errors.Is(err, syscall.ECONNREFUSED):
+		return 1
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.Is(err, transport.ErrHandshakeTimeout):
+		return 0
+	}
+	return 8
+}
+
+// Statistics are the manager's figures at one moment (seed 002's
+// get_connection_statistics): cheap enough to take every second with
+// thousands of peers (one pass over the open links).
+type Statistics struct {
+	Time  time.Time
+	Peers int // peer records kept (see KnownPeers)
+
+	Connections ConnectionStatistics
+	Streams     StreamStatistics
+	Dials       DialStatistics
+	Circuits    CircuitStatistics
+	Health      HealthStatistics
+	Queue       QueueStatistics
+	// Handshake is the handshake RTT of each link opened; Requests the
+	// latencies reported by RecordSuccess and Selection.Done.
+	Handshake LatencyStatistics
+	Requests  LatencyStatistics
+	// RequestErrors counts RecordError calls and failed Selections.
+	RequestErrors uint64
+	// BytesIn and BytesOut: over every link, open or closed.
+	BytesIn, BytesOut uint64
+	// Memory is what streams are charged against NodeMemoryBudget.
+	Memory, MemoryLimit int64
+	// Transport is the listener's and the dialer's own account: sockets
+	// admitted, refused as busy or for their address, evicted, failed.
+	Transport transport.Stats
+}
+
+// ConnectionStatistics counts links.
+type ConnectionStatistics struct {
+	Open, Inbound, Outbound int
+	Opened                  [2]uint64         // since start: inbound, outbound
+	Closed                  map[string]uint64 // since start, by DisconnectReason.String()
+}
+
+// StreamStatistics counts the streams of the open links.
+type StreamStatistics struct {
+	Open, Inbound, Outbound int
+	ByPriority              [mux.NumPriorities]int
+	// Refused: inbound streams reset for want of a slot or memory, of
+	// which MemoryRefused for want of memory (open and closed links).
+	Refused, MemoryRefused uint64
+}
+
+// DialStatistics counts dials (one per Connect that dials, happy-eyeballs
+// attempts together) and their failures by class (DialError*).
+type DialStatistics struct {
+	Attempts uint64
+	Errors   map[string]uint64
+}
+
+// CircuitStatistics counts circuit breaker transitions by the state
+// entered ("closed", "half-open", "open").
+type CircuitStatistics struct {
+	Transitions map[string]uint64
+}
+
+// HealthStatistics counts the health checks made and those that failed.
+type HealthStatistics struct {
+	Checks, Failures uint64
+}
+
+// QueueStatistics sums the write queues of the open links.
+type QueueStatistics struct {
+	Writes      int   // Writes waiting or in progress
+	QueuedBytes int64 // what they count against MaxQueuedBytes
+	// Utilization is the fullest link's QueuedBytes over MaxQueuedBytes.
+	Utilization float64
+}
+
+// LatencyStatistics summarise a latency histogram (relative error under
+// 1 %).
+type LatencyStatistics struct {
+	Count                    uint64
+	Mean, P50, P90, P99, Max time.Duration
+}
+
+func latencyOf(h *metrics.Histogram) LatencyStatistics {
+	s := h.Snapshot()
+	return LatencyStatistics{
+		Count: s.Count, Mean: s.Mean(), P50: s.Quantile(0.5), P90: s.Quantile(0.9), P99: s.Quantile(0.99), Max: s.Max,
+	}
+}
+
+// Statistics returns the manager's figures now.
+func (m *ConnectionManager) Statistics() Statistics {
+	st := &m.stats
+	s := Statistics{
+		Time:          m.clock.Now(),
+		Peers:         m.peers.Len(),
+		Handshake:     latencyOf(&st.handshake),
+		Requests:      latencyOf(&st.requests),
+		RequestErrors: st.reqErrors.Load(),
+		BytesIn:       st.closedIn.Load(),
+		BytesOut:      st.closedOut.Load(),
+		Dials:         DialStatistics{Attempts: st.dials.Load(), Errors: make(map[string]uint64)},
+		Circuits:      CircuitStatistics{Transitions: make(map[string]uint64)},
+		Health:        HealthStatistics{Checks: st.checks.Load(), Failures: st.checkFails.Load()},
+	}
+	s.Connections.Opened = [2]uint64{st.opened[0].Load(), st.opened[1].Load()}
+	s.Connections.Closed = make(map[string]uint64)
+	for i := range st.closed {
+		if n := st.closed[i].Load(); n > 0 {
+			s.Connections.Closed[DisconnectReason(i).String()] = n
+		}
+	}
+	for i, name := range dialErrorNames {
+		if n := st.dialErrors[i].Load(); n > 0 {
+			s.Dials.Errors[name] = n
+		}
+	}
+	for i, to := range []breaker.State{breaker.StateClosed, breaker.StateHalfOpen, breaker.StateOpen} {
+		if n := st.circuits[i].Load(); n > 0 {
+			s.Circuits.Transitions[to.String()] = n
+		}
+	}
+	s.Streams.Refused, s.Streams.MemoryRefused = st.closedLimit.Load(), st.closedMem.Load()
+	for _, l := range m.liveLinks() {
+		s.Connections.Open++
+		if l.dir() == transport.Inbound {
+			s.Connections.Inbound++
+		} else {
+			s.Connections.Outbound++
+		}
+		in, out := l.sess.StreamCounts()
+		s.Streams.Inbound += in
+		s.Streams.Outbound += out
+		for p, n := range l.sess.StreamsByPriority() {
+			s.Streams.ByPriority[p] += n
+		}
+		ss := l.sess.Stats()
+		s.Streams.Refused += ss.LimitRefusals
+		s.Streams.MemoryRefused += ss.BudgetRefusals
+		for _, q := range l.sess.QueueStats() {
+			s.Queue.Writes += q.Depth
+			s.Queue.QueuedBytes += q.QueuedBytes
+		}
+		s.Queue.Utilization = max(s.Queue.Utilization, l.sess.Utilization())
+		s.BytesIn += l.sess.BytesIn()
+		s.BytesOut += l.sess.BytesOut()
+	}
+	s.Streams.Open = s.Streams.Inbound + s.Streams.Outbound
+	if n := m.muxCfg.Node; n != nil {
+		s.Memory, s.MemoryLimit = n.MemoryInUse(), n.MemoryLimit()
+	}
+	if ts, ok := m.tr.(interface{ Stats() transport.Stats }); ok {
+		s.Transport = ts.Stats()
+	}
+	return s
+}
+
+// dirIndex is a direction's index in nodeStats.opened.
+func dirIndex(d transport.Direction) int {
+	if d == transport.Inbound {
+		return 0
+	}
+	return 1
+}

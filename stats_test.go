@@ -1,0 +1,78 @@
+package peerlink_test
+
+import (
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/peerlink/peerlink"
+	"github.com/peerlink/peerlink/peer"
+)
+
+func TestStatistics(t *testing.T) {
+	a := newManager(t)
+	b, c := newManager(t), newManager(t)
+	withEcho(b, t)
+	withEcho(c, t)
+	connect(t, a, b)
+	connect(t, a, c)
+	roundTrip(t, a, b.ID(), []byte("hello"))
+	a.RecordSuccess(b.ID(), 30*time.Millisecond)
+	a.RecordSuccess(b.ID(), 50*time.Millisecond)
+	a.RecordError(c.ID(), errors.New("bad answer"))
+
+	// A dial to a closed port: refused.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	gone, _ := peer.GenerateIdentity()
+	if err := a.Connect(ctxT(t), peer.AddrInfo{ID: gone.ID(), Addrs: []string{dead}}); err == nil {
+		t.Fatal("dial to a closed port succeeded")
+	}
+	if err := a.Disconnect(c.ID()); err != nil {
+		t.Fatal(err)
+	}
+
+	s := a.Statistics()
+	t.Logf("%+v", s)
+	if s.Connections.Open != 1 || s.Connections.Outbound != 1 || s.Connections.Opened[1] != 2 {
+		t.Errorf("connections %+v: want 1 open of 2 opened outbound", s.Connections)
+	}
+	if s.Connections.Closed[peerlink.ReasonLocal.String()] != 1 {
+		t.Errorf("closed %v: want one local disconnect", s.Connections.Closed)
+	}
+	if s.Dials.Attempts != 3 || s.Dials.Errors[peerlink.DialErrorRefused] != 1 {
+		t.Errorf("dials %+v: want 3 attempts, 1 refused", s.Dials)
+	}
+	if s.Handshake.Count != 2 || s.Handshake.P50 <= 0 {
+		t.Errorf("handshake latency %+v: want 2 samples", s.Handshake)
+	}
+	if s.Requests.Count != 2 || s.Requests.Max < 49*time.Millisecond || s.Requests.Max > 51*time.Millisecond || s.RequestErrors != 1 {
+		t.Errorf("requests %+v, errors %d: want 2 samples up to 50 ms and 1 error", s.Requests, s.RequestErrors)
+	}
+	if s.BytesOut == 0 || s.BytesIn == 0 || s.Peers != 3 {
+		t.Errorf("bytes %d/%d, peers %d", s.BytesIn, s.BytesOut, s.Peers)
+	}
+	if s.MemoryLimit != peerlink.DefaultNodeMemoryBudget {
+		t.Errorf("memory limit %d", s.MemoryLimit)
+	}
+	if s.Transport.OutboundOK != 2 {
+		t.Errorf("transport %+v: want 2 outbound links", s.Transport)
+	}
+}
+
+func BenchmarkStatistics(b *testing.B) {
+	a := newManager(b)
+	for range 16 {
+		p := newManager(b)
+		connect(b, a, p)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = a.Statistics()
+	}
+}
