@@ -2,11 +2,14 @@ package peerlink_test
 
 import (
 	"errors"
+	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/peerlink/peerlink"
+	"github.com/peerlink/peerlink/mux"
 	"github.com/peerlink/peerlink/peer"
 )
 
@@ -74,5 +77,57 @@ func BenchmarkStatistics(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = a.Statistics()
+	}
+}
+
+// BenchmarkThroughputWithMetrics: one stream's throughput through the
+// manager with metrics off, and on: a scraper taking Statistics() every
+// 10 ms and the application recording every 64 KiB write
+// (RecordSuccess), as CometBFT records per-peer send metrics.
+func BenchmarkThroughputWithMetrics(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(map[bool]string{false: "metrics=off", true: "metrics=on"}[on], func(b *testing.B) {
+			const chunk = 64 << 10
+			buf := make([]byte, chunk)
+			src, dst := newManager(b), newManager(b)
+			if err := dst.SetStreamHandler(sinkProto, func(s *mux.Stream) { _, _ = io.Copy(io.Discard, s) }); err != nil {
+				b.Fatal(err)
+			}
+			connect(b, src, dst)
+			s, err := src.OpenStream(ctxT(b), dst.ID(), sinkProto, mux.PriorityNormal)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			if on {
+				wg.Go(func() {
+					tick := time.NewTicker(10 * time.Millisecond)
+					defer tick.Stop()
+					for {
+						select {
+						case <-stop:
+							return
+						case <-tick.C:
+							_ = src.Statistics()
+						}
+					}
+				})
+			}
+			b.SetBytes(chunk)
+			b.ReportAllocs()
+			for b.Loop() {
+				start := time.Now()
+				if _, err := s.Write(buf); err != nil {
+					b.Fatal(err)
+				}
+				if on {
+					src.RecordSuccess(dst.ID(), time.Since(start))
+				}
+			}
+			close(stop)
+			wg.Wait()
+		})
 	}
 }
