@@ -14,6 +14,7 @@ import (
 	"github.com/peerlink/peerlink/health"
 	"github.com/peerlink/peerlink/mux"
 	"github.com/peerlink/peerlink/peer"
+	"github.com/peerlink/peerlink/peerstore"
 	"github.com/peerlink/peerlink/score"
 	"github.com/peerlink/peerlink/transport"
 )
@@ -277,6 +278,11 @@ type Config struct {
 	// itself. See package balancer for the others.
 	Balancer balancer.Strategy
 
+	// History sets how fast each peer record forgets: RTTHalfLife (10 s)
+	// for the round-trip average and its peak, ErrorHalfLife (10 min) for
+	// the decayed error and success counts the score reads.
+	History peerstore.HistoryConfig
+
 	// Score weighs the parts of each peer's quality score (latency 0.35,
 	// errors 0.35, health 0.1, stability 0.1, application 0.1; reference
 	// RTT 100 ms): see package score and QualityScore.
@@ -499,6 +505,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()
+	}
+	if cfg.History.RTTHalfLife < 0 || cfg.History.ErrorHalfLife < 0 {
+		return cfg, bad("History", "half-lives %v, %v: want positive durations, or 0 for the defaults", cfg.History.RTTHalfLife, cfg.History.ErrorHalfLife)
 	}
 	if err := cfg.Score.Validate(); err != nil {
 		return cfg, fmt.Errorf("%w: Score: %w", ErrInvalidConfig, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/peerlink/peerlink/clock"
 	"github.com/peerlink/peerlink/mux"
 	"github.com/peerlink/peerlink/peer"
+	"github.com/peerlink/peerlink/peerstore"
 	"github.com/peerlink/peerlink/score"
 	"github.com/peerlink/peerlink/transport"
 )
@@ -44,6 +45,7 @@ type ConnectionManager struct {
 	tr       transport.Transport
 	muxCfg   mux.Config
 	scoreCfg score.Config
+	histCfg  peerstore.HistoryConfig // shared by every record's History
 	stats    nodeStats
 	balancer balancer.Strategy
 	peers    *peer.Table[*record]
@@ -95,6 +97,7 @@ func New(cfg Config) (*ConnectionManager, error) {
 	m.muxCfg.OnHandlerPanic = func(peer.ID, string, any) { m.panics.Add(1) }
 	m.muxCfg.Node = cfg.nodeLimits()
 	m.scoreCfg = cfg.scoreConfig()
+	m.histCfg = cfg.History
 	m.balancer = cfg.Balancer
 	if m.balancer == nil {
 		m.balancer = balancer.NewP2C(balancer.P2COptions{Seed: m.rand.Uint64()})

@@ -133,7 +133,11 @@ func (m *ConnectionManager) checkPeer(info peer.AddrInfo) error {
 // held.
 func (m *ConnectionManager) lockRecord(id peer.ID) *record {
 	for {
-		r, _ := m.peers.LoadOrCreate(id, func() *record { return &record{id: id, lastActive: m.clock.Now()} })
+		r, _ := m.peers.LoadOrCreate(id, func() *record {
+			r := &record{id: id, lastActive: m.clock.Now()}
+			r.hist.Init(&m.histCfg)
+			return r
+		})
 		r.mu.Lock()
 		if !r.removed {
 			return r
