@@ -47,6 +47,7 @@ type ConnectionManager struct {
 	scoreCfg score.Config
 	histCfg  peerstore.HistoryConfig // shared by every record's History
 	stats    nodeStats
+	epoch    time.Time // creation, on the manager's clock (see sinceEpoch)
 	balancer balancer.Strategy
 	peers    *peer.Table[*record]
 	events   eventBus
@@ -97,6 +98,7 @@ func New(cfg Config) (*ConnectionManager, error) {
 	m.muxCfg.OnHandlerPanic = func(peer.ID, string, any) { m.panics.Add(1) }
 	m.muxCfg.Node = cfg.nodeLimits()
 	m.scoreCfg = cfg.scoreConfig()
+	m.epoch = m.clock.Now()
 	m.histCfg = cfg.History
 	m.balancer = cfg.Balancer
 	if m.balancer == nil {

@@ -53,6 +53,15 @@ type record struct {
 	// inflight counts the SelectBest picks not yet Done.
 	liveLink atomic.Pointer[link]
 	inflight atomic.Int32
+	// inflightStarts sums the start times of the picks in flight
+	// (nanoseconds since the manager's epoch), whose mean age tells of a
+	// peer that stopped answering before any request has failed.
+	inflightStarts atomic.Int64
+	// The recent failure share (see noteOutcomeLocked; float64 bits as of
+	// recentAt, clock nanoseconds): written under mu, read by SelectBest
+	// without it.
+	recentFail atomic.Uint64
+	recentAt   atomic.Int64
 }
 
 // pendingInbound returns a channel closed when the next link registers, and

@@ -96,6 +96,46 @@ func (m *ConnectionManager) ScoreBreakdown(id peer.ID) (score.Breakdown, bool) {
 	return b, true
 }
 
+// SelectBest weighs each candidate by its recent failures: f, a moving
+// share of failed requests that moves recentWeight of the way to each new
+// outcome (so a run of failures counts at once, however many successes
+// came before: 0.25, 0.44, 0.58, ... 0.9 after 8 failures in a row), and
+// heals toward 0 with a half-life of recentHalfLife while no request is
+// made, so that a peer left alone is tried again. The score's own error
+// count remembers for ErrorHalfLife, too long to steer traffic off a
+// peer that started failing a second ago.
+const (
+	recentWeight   = 0.5
+	recentHalfLife = 10 * time.Second
+)
+
+// noteOutcomeLocked adds a request's outcome to r's recent failure share.
+// r.mu must be held.
+func noteOutcomeLocked(r *record, failed bool, now time.Time) {
+	f := math.Float64frombits(r.recentFail.Load()) * decayFor(now.UnixNano()-r.recentAt.Load(), recentHalfLife)
+	f *= 1 - recentWeight
+	if failed {
+		f += recentWeight
+	}
+	r.recentFail.Store(math.Float64bits(f))
+	r.recentAt.Store(now.UnixNano())
+}
+
+// recentSuccess returns 1 minus r's recent failure share, healed to now.
+// It reads atomics only.
+func recentSuccess(r *record, now time.Time) float64 {
+	f := math.Float64frombits(r.recentFail.Load()) * decayFor(now.UnixNano()-r.recentAt.Load(), recentHalfLife)
+	return 1 - f
+}
+
+// decayFor returns 2^(−elapsed/halfLife), 1 for elapsed <= 0.
+func decayFor(elapsed int64, halfLife time.Duration) float64 {
+	if elapsed <= 0 {
+		return 1
+	}
+	return math.Exp2(-float64(elapsed) / float64(halfLife))
+}
+
 // RecordSuccess tells the manager that a request to id succeeded and took
 // latency (0 if not measured): it counts toward the errors part of the
 // score and, with a latency, toward its round trips (seed 004's
@@ -114,6 +154,7 @@ func (m *ConnectionManager) RecordSuccess(id peer.ID, latency time.Duration) {
 	if latency > 0 {
 		r.hist.ObserveRTT(latency, now)
 	}
+	noteOutcomeLocked(r, false, now)
 	m.rescoreLocked(r, now)
 	r.mu.Unlock()
 }
@@ -131,9 +172,21 @@ func (m *ConnectionManager) RecordError(id peer.ID, err error) {
 	if !ok {
 		return
 	}
+	m.recordFailure(r, 0)
+}
+
+// recordFailure counts a failed request to r, which took latency (0: not
+// measured). A failure's latency is a round trip too, as Finagle counts
+// it: a peer whose requests time out must not keep the round trip of
+// its fast days.
+func (m *ConnectionManager) recordFailure(r *record, latency time.Duration) {
 	now := m.clock.Now()
 	r.mu.Lock()
 	r.hist.RecordError(now)
+	if latency > 0 {
+		r.hist.ObserveRTT(latency, now)
+	}
+	noteOutcomeLocked(r, true, now)
 	m.rescoreLocked(r, now)
 	r.mu.Unlock()
 }

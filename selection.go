@@ -31,21 +31,25 @@ type Selection struct {
 }
 
 // Done reports the outcome of the request sent to the selected peer:
-// err nil for a success (with its latency; 0 means the time since
-// SelectBest), else the error. It releases the peer's in-flight count
-// and feeds the peer's score (RecordSuccess or RecordError). Calls after
+// err nil for a success, else the error, and latency, the time it took
+// (0: the time since SelectBest). It releases the peer's in-flight count
+// and feeds the peer's score (as RecordSuccess or RecordError do; a
+// failure's latency counts as a round trip too, so a peer whose requests
+// time out does not keep the round trip of its fast days). Calls after
 // the first do nothing.
 func (s *Selection) Done(err error, latency time.Duration) {
 	if s == nil || s.done.Swap(true) {
 		return
 	}
 	s.r.inflight.Add(-1)
-	if err != nil {
-		s.m.RecordError(s.Peer, err)
-		return
-	}
+	s.r.inflightStarts.Add(-s.m.sinceEpoch(s.start))
 	if latency <= 0 {
 		latency = s.m.clock.Now().Sub(s.start)
+	}
+	if err != nil {
+		s.m.stats.reqErrors.Inc()
+		s.m.recordFailure(s.r, latency)
+		return
 	}
 	s.m.RecordSuccess(s.Peer, latency)
 }
@@ -126,18 +130,25 @@ func (m *ConnectionManager) SelectBest(ctx context.Context, candidates []peer.ID
 	} else if r, _ = m.peers.Get(cands[i].ID); r == nil {
 		return nil, fmt.Errorf("peerlink: select: %s: %w", cands[i].ID.ShortString(), balancer.ErrNoCandidate)
 	}
+	start := m.clock.Now()
+	r.inflightStarts.Add(m.sinceEpoch(start))
 	r.inflight.Add(1)
-	return &Selection{Peer: r.id, m: m, r: r, start: m.clock.Now()}, nil
+	return &Selection{Peer: r.id, m: m, r: r, start: start}, nil
 }
 
 // candidate returns r as the balancer sees it, from atomic loads and the
 // link's counters.
 func (m *ConnectionManager) candidate(r *record) balancer.Candidate {
+	now := m.clock.Now()
 	c := balancer.Candidate{
-		ID:          r.id,
-		Score:       m.QualityScore(r.id),
+		ID: r.id,
+		// The score, weighed by the share of recent requests that
+		// succeeded: the score remembers errors for ErrorHalfLife, too
+		// long to steer traffic off a peer that started failing a second
+		// ago (P2C divides its cost by this).
+		Score:       m.QualityScore(r.id) * recentSuccess(r, now),
 		Load:        int(r.inflight.Load()),
-		Latency:     time.Duration(r.rttPeak.Load()),
+		Latency:     max(time.Duration(r.rttPeak.Load()), inflightLatency(r, m.sinceEpoch(now))),
 		CircuitOpen: m.breakers.State(r.id) == breaker.StateOpen,
 	}
 	if l := r.liveLink.Load(); l != nil && !l.dead() {
@@ -145,4 +156,23 @@ func (m *ConnectionManager) candidate(r *record) balancer.Candidate {
 		c.Load += l.sess.NumStreams()
 	}
 	return c
+}
+
+// sinceEpoch returns t in nanoseconds since the manager's epoch (its
+// creation, on its clock).
+func (m *ConnectionManager) sinceEpoch(t time.Time) int64 { return int64(t.Sub(m.epoch)) }
+
+// inflightLatency estimates a peer's latency from the requests in flight
+// to it: twice their mean age. Requests arriving at a steady rate to a
+// peer that answers in L have a mean age of about L/2, so for a healthy
+// peer this is near its round trip; for one that stopped answering it
+// grows from the moment it stopped, before any request has timed out
+// (Finagle's peak EWMA learns of a slow peer only from answers).
+func inflightLatency(r *record, now int64) time.Duration {
+	n := int64(r.inflight.Load())
+	if n <= 0 {
+		return 0
+	}
+	age := now - r.inflightStarts.Load()/n
+	return time.Duration(max(2*age, 0))
 }
