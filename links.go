@@ -123,6 +123,7 @@ func (m *ConnectionManager) detachLocked(r *record, l *link, reason DisconnectRe
 	m.stats.closedOut.Add(l.sess.BytesOut())
 	m.stats.closedLimit.Add(st.LimitRefusals)
 	m.stats.closedMem.Add(st.BudgetRefusals)
+	m.stats.closedStreams.Add(st.StreamsOpened + st.StreamsAccepted)
 	r.hist.LinkClosed(now, l.sess.BytesIn(), l.sess.BytesOut(), st.StreamsOpened+st.StreamsAccepted)
 	r.lastActive = now
 	ev := m.log.Debug().Str("peer", r.id.ShortString()).Stringer("link", l.id).Stringer("direction", l.dir()).Stringer("reason", reason)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -18,21 +19,38 @@ import (
 // health check or a request ends) with lock-free metrics: recording costs
 // an atomic add or two, never a lock.
 type nodeStats struct {
-	opened      [2]metrics.Counter // inbound, outbound
-	closed      [numReasons]metrics.Counter
-	dials       metrics.Counter
-	dialErrors  [numDialErrors]metrics.Counter
-	handshake   metrics.Histogram // handshake RTT of each new link
-	requests    metrics.Histogram // request latencies (RecordSuccess, Selection.Done)
-	reqErrors   metrics.Counter
-	circuits    [3]metrics.Counter // transitions into closed, half-open, open
-	checks      metrics.Counter
-	checkFails  metrics.Counter
-	closedIn    metrics.Counter // bytes of links now closed
-	closedOut   metrics.Counter
-	closedLimit metrics.Counter // streams refused by closed links' sessions (slot or memory)
-	closedMem   metrics.Counter
+	opened        [2]metrics.Counter // inbound, outbound
+	closed        [numReasons]metrics.Counter
+	dials         metrics.Counter
+	dialErrors    [numDialErrors]metrics.Counter
+	handshake     metrics.Histogram // handshake RTT of each new link
+	requests      metrics.Histogram // request latencies (RecordSuccess, Selection.Done)
+	reqErrors     metrics.Counter
+	circuits      [3]metrics.Counter // transitions into closed, half-open, open
+	checks        metrics.Counter
+	checkFails    metrics.Counter
+	closedIn      metrics.Counter // bytes of links now closed
+	closedOut     metrics.Counter
+	closedLimit   metrics.Counter // streams refused by closed links' sessions (slot or memory)
+	closedMem     metrics.Counter
+	closedStreams metrics.Counter // streams opened or accepted by links now closed
+
+	// Throughput: each Statistics call adds what moved since the one
+	// before to these rates (a minute's window), so the figures are
+	// per-second averages over the calls of the last minute.
+	rateMu          sync.Mutex
+	inRate, outRate *metrics.Rate
+	streamRate      *metrics.Rate
+	lastIn, lastOut uint64
+	lastStreams     uint64
 }
+
+// throughputWindow is the window of the per-second figures: 6 buckets of
+// 10 s.
+const (
+	throughputBuckets = 6
+	throughputBucket  = 10 * time.Second
+)
 
 const numReasons = int(ReasonUnhealthy) + 1
 
@@ -101,6 +119,12 @@ type Statistics struct {
 	RequestErrors uint64
 	// BytesIn and BytesOut: over every link, open or closed.
 	BytesIn, BytesOut uint64
+	// BytesInPerSecond, BytesOutPerSecond and StreamsPerSecond (streams
+	// opened, both directions: the messages of a request/response
+	// protocol) are averaged over the Statistics calls of the last
+	// minute: call Statistics at least every few seconds (a scraper
+	// does) for them to mean anything.
+	BytesInPerSecond, BytesOutPerSecond, StreamsPerSecond float64
 	// Memory is what streams are charged against NodeMemoryBudget.
 	Memory, MemoryLimit int64
 	// Transport is the listener's and the dialer's own account: sockets
@@ -197,6 +221,7 @@ func (m *ConnectionManager) Statistics() Statistics {
 		}
 	}
 	s.Streams.Refused, s.Streams.MemoryRefused = st.closedLimit.Load(), st.closedMem.Load()
+	streams := st.closedStreams.Load()
 	for _, l := range m.liveLinks() {
 		s.Connections.Open++
 		if l.dir() == transport.Inbound {
@@ -211,6 +236,7 @@ func (m *ConnectionManager) Statistics() Statistics {
 			s.Streams.ByPriority[p] += n
 		}
 		ss := l.sess.Stats()
+		streams += ss.StreamsOpened + ss.StreamsAccepted
 		s.Streams.Refused += ss.LimitRefusals
 		s.Streams.MemoryRefused += ss.BudgetRefusals
 		for _, q := range l.sess.QueueStats() {
@@ -222,6 +248,7 @@ func (m *ConnectionManager) Statistics() Statistics {
 		s.BytesOut += l.sess.BytesOut()
 	}
 	s.Streams.Open = s.Streams.Inbound + s.Streams.Outbound
+	s.BytesInPerSecond, s.BytesOutPerSecond, s.StreamsPerSecond = st.throughput(s.Time, s.BytesIn, s.BytesOut, streams)
 	if n := m.muxCfg.Node; n != nil {
 		s.Memory, s.MemoryLimit = n.MemoryInUse(), n.MemoryLimit()
 	}
@@ -237,4 +264,31 @@ func dirIndex(d transport.Direction) int {
 		return 0
 	}
 	return 1
+}
+
+// throughput adds what moved since the previous call to the rates and
+// returns them per second.
+func (st *nodeStats) throughput(now time.Time, in, out, streams uint64) (inPS, outPS, streamsPS float64) {
+	st.rateMu.Lock()
+	defer st.rateMu.Unlock()
+	if st.inRate == nil {
+		st.inRate = metrics.NewRate(throughputBuckets, throughputBucket)
+		st.outRate = metrics.NewRate(throughputBuckets, throughputBucket)
+		st.streamRate = metrics.NewRate(throughputBuckets, throughputBucket)
+	}
+	// Totals only grow, but a link closing between the two reads of a
+	// Statistics call can make one look smaller: count no negative.
+	if in > st.lastIn {
+		st.inRate.Add(in-st.lastIn, now)
+		st.lastIn = in
+	}
+	if out > st.lastOut {
+		st.outRate.Add(out-st.lastOut, now)
+		st.lastOut = out
+	}
+	if streams > st.lastStreams {
+		st.streamRate.Add(streams-st.lastStreams, now)
+		st.lastStreams = streams
+	}
+	return st.inRate.PerSecond(now), st.outRate.PerSecond(now), st.streamRate.PerSecond(now)
 }

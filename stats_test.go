@@ -66,6 +66,12 @@ func TestStatistics(t *testing.T) {
 	if s.Transport.OutboundOK != 2 {
 		t.Errorf("transport %+v: want 2 outbound links", s.Transport)
 	}
+	// Per-second figures: what moved between two calls.
+	roundTrip(t, a, b.ID(), make([]byte, 64<<10))
+	s2 := a.Statistics()
+	if s2.BytesOutPerSecond <= 0 || s2.BytesInPerSecond <= 0 || s2.StreamsPerSecond <= 0 {
+		t.Errorf("per second: in %v, out %v, streams %v; want all > 0 after a 64 KiB round trip", s2.BytesInPerSecond, s2.BytesOutPerSecond, s2.StreamsPerSecond)
+	}
 }
 
 func BenchmarkStatistics(b *testing.B) {
