@@ -11,6 +11,7 @@ import (
 	"github.com/peerlink/peerlink"
 	"github.com/peerlink/peerlink/mux"
 	"github.com/peerlink/peerlink/peer"
+	"github.com/peerlink/peerlink/transport"
 )
 
 func TestStatistics(t *testing.T) {
@@ -135,5 +136,47 @@ func BenchmarkThroughputWithMetrics(b *testing.B) {
 			close(stop)
 			wg.Wait()
 		})
+	}
+}
+
+// BenchmarkStatisticsManyLinks: Statistics() on a node with 10,000 open
+// links (memory transport, each from a bare transport of its own).
+func BenchmarkStatisticsManyLinks(b *testing.B) {
+	const links = 10_000
+	network := transport.NewMemoryNetwork()
+	hub := newManager(b, func(c *peerlink.Config) {
+		c.Transport = peerlink.MemoryTransport(network)
+		c.ListenAddrs = []string{"hub"}
+		c.MaxConnections, c.MaxInboundConnections = 0, 0
+		c.MaxPendingHandshakes = links // the dials outrun registration
+		c.DisableHealthMonitor = true
+	})
+	var conns []transport.Conn
+	b.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	for range links {
+		id, err := peer.GenerateIdentity()
+		if err != nil {
+			b.Fatal(err)
+		}
+		tr, err := network.NewTransport(transport.Config{Identity: id, Network: "peerlink-test"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := tr.Dial(ctxT(b), "hub", hub.ID())
+		if err != nil {
+			b.Fatalf("link %d: %v (hub has %d)", len(conns), err, hub.ConnectionCount())
+		}
+		conns = append(conns, c)
+	}
+	for hub.ConnectionCount() < links {
+		time.Sleep(10 * time.Millisecond) // a benchmark's setup: registration is asynchronous
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = hub.Statistics()
 	}
 }
