@@ -53,7 +53,7 @@ var yamuxDependents = []struct{ behaviour, code, tests string }{
 	},
 	{
 		"the global timer pool (util.go timerPool, a sync.Pool of timers shared by every session): a timer from a synctest bubble must not reach another bubble or a goroutine outside",
-		"schedhelpers_test.go (inBubble empties the pool around each bubble); teardown_test.go is named to run after the bubble tests; the root synctest_test.go does the same, and health/internal/linktest is a test binary of its own for it (stream close timers left by real-time tests fire outside any bubble)",
+		"schedhelpers_test.go (inBubble empties the pool around each bubble); teardown_test.go is named to run after the bubble tests; internal/bubbletest (the root package's bubble tests) and health/internal/linktest are test binaries of their own for it (stream close timers left by real-time tests fire outside any bubble)",
 		"ping_test.go: TestPingShared; sched_test.go: TestSchedulerShares, TestCriticalLatency, TestNoStarvation, TestWriteWaitBounded, TestBackpressureOrder; slots_test.go: TestOpenStreamWaits",
 	},
 	{

@@ -1,4 +1,4 @@
-package peerlink_test
+package bubbletest_test
 
 import (
 	"context"
