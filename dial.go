@@ -170,6 +170,8 @@ func (m *ConnectionManager) waitUntil(ctx context.Context, ch <-chan struct{}, d
 
 // runDial performs one dial for every caller waiting on call.
 func (m *ConnectionManager) runDial(ctx context.Context, r *record, call *dialCall, addrs []string) {
+	m.stats.dialing.Inc()
+	defer m.stats.dialing.Dec()
 	defer call.cancel()
 	var l *link
 	err := ErrConnectionLimit

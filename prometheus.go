@@ -98,6 +98,8 @@ var (
 		"Peer records kept (known peers, linked or not).")
 	descDials = promDesc("dials_total",
 		"Dials made: one per Connect that dials, happy-eyeballs attempts together.")
+	descDialing = promDesc("dials_in_flight",
+		"Dials running now (peers being connected).")
 	descDialErrors = promDesc("dial_errors_total",
 		"Failed dials by class (timeout, refused, busy, addr_limit, identity, circuit_open, limit, canceled, other).", "reason")
 	descHandshake = promDesc("handshake_latency_seconds",
@@ -166,7 +168,7 @@ type promCollector struct {
 
 func (c *promCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOpened, descClosed, descConns, descPeers, descRecords,
-		descDials, descDialErrors, descHandshake, descRequests, descReqErrors, descStreams,
+		descDials, descDialing, descDialErrors, descHandshake, descRequests, descReqErrors, descStreams,
 		descStreamsPrio, descStreamRefusals, descCircuits, descChecks, descCheckFails,
 		descQueueWrites, descQueueBytes, descQueueUtil, descBytesIn, descBytesOut, descMemory,
 		descMemoryLimit, descListenerRefusals, descListenerEvictions, descListenerPending, descFirstByte} {
@@ -232,6 +234,7 @@ func (c *promCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descRecords, float64(s.Peers))
 
 	counter(descDials, float64(s.Dials.Attempts))
+	gauge(descDialing, float64(s.Dials.InFlight))
 	for _, name := range dialErrorNames {
 		counter(descDialErrors, float64(s.Dials.Errors[name]), name)
 	}

@@ -104,6 +104,7 @@ var promTypes = map[string]dto.MetricType{
 	"peerlink_peers":                              dto.MetricType_GAUGE,
 	"peerlink_peer_records":                       dto.MetricType_GAUGE,
 	"peerlink_dials_total":                        dto.MetricType_COUNTER,
+	"peerlink_dials_in_flight":                    dto.MetricType_GAUGE,
 	"peerlink_dial_errors_total":                  dto.MetricType_COUNTER,
 	"peerlink_handshake_latency_seconds":          dto.MetricType_HISTOGRAM,
 	"peerlink_request_latency_seconds":            dto.MetricType_HISTOGRAM,
@@ -226,6 +227,7 @@ func TestPrometheusMetrics(t *testing.T) {
 	eq(1, "peerlink_peers")
 	eq(3, "peerlink_peer_records")
 	eq(3, "peerlink_dials_total")
+	eq(0, "peerlink_dials_in_flight")
 	eq(1, "peerlink_dial_errors_total", "reason", peerlink.DialErrorRefused)
 	eq(0, "peerlink_dial_errors_total", "reason", peerlink.DialErrorTimeout)
 	eq(1, "peerlink_request_errors_total")

@@ -22,6 +22,7 @@ type nodeStats struct {
 	opened        [2]metrics.Counter // inbound, outbound
 	closed        [numReasons]metrics.Counter
 	dials         metrics.Counter
+	dialing       metrics.Gauge // dials in flight
 	dialErrors    [numDialErrors]metrics.Counter
 	handshake     metrics.Histogram // handshake RTT of each new link
 	requests      metrics.Histogram // request latencies (RecordSuccess, Selection.Done)
@@ -149,9 +150,11 @@ type StreamStatistics struct {
 }
 
 // DialStatistics counts dials (one per Connect that dials, happy-eyeballs
-// attempts together) and their failures by class (DialError*).
+// attempts together) and their failures by class (DialError*); InFlight
+// are the dials running now (peers being connected).
 type DialStatistics struct {
 	Attempts uint64
+	InFlight int
 	Errors   map[string]uint64
 }
 
@@ -199,7 +202,7 @@ func (m *ConnectionManager) Statistics() Statistics {
 		RequestErrors: st.reqErrors.Load(),
 		BytesIn:       st.closedIn.Load(),
 		BytesOut:      st.closedOut.Load(),
-		Dials:         DialStatistics{Attempts: st.dials.Load(), Errors: make(map[string]uint64)},
+		Dials:         DialStatistics{Attempts: st.dials.Load(), InFlight: int(st.dialing.Load()), Errors: make(map[string]uint64)},
 		Circuits:      CircuitStatistics{Transitions: make(map[string]uint64)},
 		Health:        HealthStatistics{Checks: st.checks.Load(), Failures: st.checkFails.Load()},
 	}
