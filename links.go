@@ -42,6 +42,7 @@ type link struct {
 	sess     *mux.Session
 	health   *health.State
 	openedAt time.Time
+	inbound  bool // the remote dialed it (conn.Direction, kept for lock-free readers)
 
 	closeOnce sync.Once
 	closeReq  chan struct{} // closed by startClose
@@ -50,7 +51,12 @@ type link struct {
 	detached bool // under rec.mu
 }
 
-func (l *link) dir() transport.Direction { return l.conn.Direction() }
+func (l *link) dir() transport.Direction {
+	if l.inbound {
+		return transport.Inbound
+	}
+	return transport.Outbound
+}
 
 func (l *link) dead() bool {
 	select {
@@ -205,7 +211,7 @@ func (m *ConnectionManager) register(conn transport.Conn) (*link, error) {
 	now := m.clock.Now()
 	l := &link{
 		id: LinkID(m.nextLink.Add(1)), peer: r.id, rec: r, conn: conn, sess: sess,
-		health: m.cfg.Health.NewState(now), openedAt: now,
+		health: m.cfg.Health.NewState(now), openedAt: now, inbound: dir == transport.Inbound,
 		closeReq: make(chan struct{}), gone: make(chan struct{}),
 	}
 	r.link = l

@@ -225,30 +225,34 @@ func (m *ConnectionManager) Statistics() Statistics {
 	}
 	s.Streams.Refused, s.Streams.MemoryRefused = st.closedLimit.Load(), st.closedMem.Load()
 	streams := st.closedStreams.Load()
-	for _, l := range m.liveLinks() {
+	// One pass over the records, reading each link's figures from atomics
+	// alone (no record or session lock): a node with thousands of links
+	// is summed in milliseconds.
+	for _, r := range m.peers.Range {
+		l := r.liveLink.Load()
+		if l == nil {
+			continue
+		}
 		s.Connections.Open++
-		if l.dir() == transport.Inbound {
+		if l.inbound {
 			s.Connections.Inbound++
 		} else {
 			s.Connections.Outbound++
 		}
-		in, out := l.sess.StreamCounts()
-		s.Streams.Inbound += in
-		s.Streams.Outbound += out
-		for p, n := range l.sess.StreamsByPriority() {
+		f := l.sess.Figures()
+		s.Streams.Inbound += f.Inbound
+		s.Streams.Outbound += f.Outbound
+		for p, n := range f.ByPriority {
 			s.Streams.ByPriority[p] += n
 		}
-		ss := l.sess.Stats()
-		streams += ss.StreamsOpened + ss.StreamsAccepted
-		s.Streams.Refused += ss.LimitRefusals
-		s.Streams.MemoryRefused += ss.BudgetRefusals
-		for _, q := range l.sess.QueueStats() {
-			s.Queue.Writes += q.Depth
-			s.Queue.QueuedBytes += q.QueuedBytes
-		}
-		s.Queue.Utilization = max(s.Queue.Utilization, l.sess.Utilization())
-		s.BytesIn += l.sess.BytesIn()
-		s.BytesOut += l.sess.BytesOut()
+		streams += f.Streams
+		s.Streams.Refused += f.LimitRefusals
+		s.Streams.MemoryRefused += f.BudgetRefusals
+		s.Queue.Writes += f.QueuedWrites
+		s.Queue.QueuedBytes += f.QueuedBytes
+		s.Queue.Utilization = max(s.Queue.Utilization, f.Utilization)
+		s.BytesIn += f.BytesIn
+		s.BytesOut += f.BytesOut
 	}
 	s.Streams.Open = s.Streams.Inbound + s.Streams.Outbound
 	s.BytesInPerSecond, s.BytesOutPerSecond, s.StreamsPerSecond = st.throughput(s.Time, s.BytesIn, s.BytesOut, streams)

@@ -372,6 +372,7 @@ func (s *Session) takeInboundLocked() (mem int64, code ResetCode, ok bool) {
 		mem = s.streamMem
 	}
 	s.inbound++
+	s.publishStreamsLocked()
 	return mem, 0, true
 }
 
@@ -383,6 +384,7 @@ func (s *Session) giveInboundLocked(mem int64) {
 		s.cfg.Node.unreserve(mem)
 	}
 	s.inbound--
+	s.publishStreamsLocked()
 }
 
 // pingsDropped returns how many of the remote's pings went unanswered.

@@ -111,7 +111,10 @@ type scheduler struct {
 	failFast  bool
 	qBytes    int64
 	qWrites   int
-	rooms     [NumPriorities][]*roomWaiter // Writes waiting for room, FIFO per priority
+	// Mirrors of qWrites and qBytes for lock-free readers
+	// (Session.Figures), stored wherever those change.
+	pubWrites, pubBytes atomic.Int64
+	rooms               [NumPriorities][]*roomWaiter // Writes waiting for room, FIFO per priority
 
 	cls [NumPriorities]classStats
 
@@ -547,6 +550,7 @@ func (sc *scheduler) done(st *Stream, w *writeOp) {
 	fl.qWrites--
 	sc.cls[fl.prio].depth--
 	sc.qWrites--
+	sc.publishQueue()
 	sc.dispatchLocked()
 	sc.admitWaitersLocked()
 	sc.mu.Unlock()
@@ -586,6 +590,7 @@ func (sc *scheduler) rechargeLocked(fl *flow, w *writeOp) {
 	}
 	w.charge = c
 	sc.qBytes += d
+	sc.publishQueue()
 	fl.qBytes += d
 	sc.cls[fl.prio].bytes += d
 	if d < 0 {
@@ -863,6 +868,7 @@ func (sc *scheduler) enterLocked(fl *flow, w *writeOp) {
 	fl.queued = true
 	sc.qWrites++
 	sc.qBytes += w.charge
+	sc.publishQueue()
 	fl.qWrites++
 	fl.qBytes += w.charge
 	c := &sc.cls[fl.prio]
@@ -872,6 +878,7 @@ func (sc *scheduler) enterLocked(fl *flow, w *writeOp) {
 
 func (sc *scheduler) releaseRoomLocked(fl *flow, n int64) {
 	sc.qBytes -= n
+	sc.publishQueue()
 	fl.qBytes -= n
 	sc.cls[fl.prio].bytes -= n
 }
@@ -920,4 +927,11 @@ func (sc *scheduler) utilization() float64 {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	return float64(sc.qBytes) / float64(sc.maxBytes)
+}
+
+// publishQueue stores the queue's totals for lock-free readers. sc.mu
+// must be held.
+func (sc *scheduler) publishQueue() {
+	sc.pubWrites.Store(int64(sc.qWrites))
+	sc.pubBytes.Store(sc.qBytes)
 }

@@ -80,8 +80,13 @@ type Session struct {
 	earlyNext int
 	inbound   int
 	outbound  int
-	acks      []ctrlRST // resets to send: acknowledgements and refusals
-	ackBusy   bool      // a control goroutine is running (sendControl)
+	// Mirrors for lock-free readers (Figures): inbound and outbound,
+	// stored wherever they change, and the open streams whose priority
+	// is known, by priority (as StreamsByPriority counts them).
+	pubIn, pubOut atomic.Int32
+	prioOpen      [NumPriorities]atomic.Int32
+	acks          []ctrlRST // resets to send: acknowledgements and refusals
+	ackBusy       bool      // a control goroutine is running (sendControl)
 	// Inbound streams admitted at their SYN (slot and memory taken) that
 	// the accept loop has not taken yet, with the memory charged.
 	synAdmitted map[uint32]int64
@@ -639,12 +644,14 @@ func (s *Session) OpenStream(ctx context.Context, protocol string, prio Priority
 	}
 	s.mu.Lock()
 	s.outbound++
+	s.publishStreamsLocked()
 	s.mu.Unlock()
 
 	ys, err := s.openYamux(ctx)
 	if err != nil {
 		s.mu.Lock()
 		s.outbound--
+		s.publishStreamsLocked()
 		s.mu.Unlock()
 		s.giveSlots(nil, true, mem)
 		return nil, s.mapOpenErr(err)
@@ -655,6 +662,7 @@ func (s *Session) OpenStream(ctx context.Context, protocol string, prio Priority
 	st.hdr = appendStreamHeader(make([]byte, 0, headerFixedLen+len(protocol)), prio, protocol)
 	s.mu.Lock()
 	st.prioKnown = true
+	s.prioOpen[prio].Add(1)
 	s.registerLocked(st)
 	s.mu.Unlock()
 	s.opened.Add(1)
@@ -734,6 +742,7 @@ func (s *Session) freeSlotLocked(st *Stream) {
 	} else {
 		s.outbound--
 	}
+	s.publishStreamsLocked()
 }
 
 // giveSlots gives back a stream's session slot, its node slot (an
@@ -923,6 +932,9 @@ func (s *Session) serve(st *Stream) {
 	s.sched.setPriority(st, prio)
 	s.mu.Lock()
 	st.prioKnown = true
+	if !st.released {
+		s.prioOpen[st.Priority()].Add(1)
+	}
 	full := !s.takeNodeInboundLocked(st)
 	s.mu.Unlock()
 	if full {
@@ -1257,6 +1269,9 @@ func (s *Session) release(st *Stream) {
 		return
 	}
 	st.released = true
+	if st.prioKnown {
+		s.prioOpen[st.Priority()].Add(-1)
+	}
 	s.sched.forget(st.fl)
 	remoteDone := st.finSeen.Load() || st.remoteReset.Load() || st.localReset.Load()
 	if st.inbound || remoteDone || s.teardown.Load() {
@@ -1301,4 +1316,49 @@ func (s *Session) claimCloseLocked() bool {
 	s.closeStarted = true
 	s.running++
 	return true
+}
+
+// publishStreamsLocked stores the stream counts for lock-free readers.
+// s.mu must be held.
+func (s *Session) publishStreamsLocked() {
+	s.pubIn.Store(int32(s.inbound))
+	s.pubOut.Store(int32(s.outbound))
+}
+
+// Figures are a session's figures read without a lock (see Figures).
+type Figures struct {
+	Inbound, Outbound int                // as StreamCounts
+	ByPriority        [NumPriorities]int // as StreamsByPriority
+	QueuedWrites      int                // Writes in the write queue
+	QueuedBytes       int64              // what they count against MaxQueuedBytes
+	Utilization       float64            // QueuedBytes over MaxQueuedBytes
+	BytesIn, BytesOut uint64             // as BytesIn, BytesOut
+	Streams           uint64             // opened and accepted since the start
+	LimitRefusals     uint64             // as SessionStats
+	BudgetRefusals    uint64             // as SessionStats
+}
+
+// Figures returns the session's figures from atomic loads alone, for a
+// caller that reads thousands of sessions (a node's statistics): each
+// figure is exact as of its load, but the figures are not one atomic
+// snapshot of the session.
+func (s *Session) Figures() Figures {
+	f := Figures{
+		Inbound:        int(s.pubIn.Load()),
+		Outbound:       int(s.pubOut.Load()),
+		QueuedWrites:   int(s.sched.pubWrites.Load()),
+		QueuedBytes:    s.sched.pubBytes.Load(),
+		BytesIn:        s.fc.in.Load(),
+		BytesOut:       s.fc.out.Load(),
+		Streams:        s.opened.Load() + s.accepted.Load(),
+		LimitRefusals:  s.limitRefused.Load(),
+		BudgetRefusals: s.budgetRefused.Load(),
+	}
+	for p := range f.ByPriority {
+		f.ByPriority[p] = int(s.prioOpen[p].Load())
+	}
+	if s.sched.maxBytes > 0 {
+		f.Utilization = float64(f.QueuedBytes) / float64(s.sched.maxBytes)
+	}
+	return f
 }

@@ -98,7 +98,15 @@ func (st *Stream) SetPriority(p Priority) error {
 	if !p.Valid() {
 		return fmt.Errorf("%w: %d (want 0..3)", ErrInvalidPriority, uint8(p))
 	}
-	st.sess.sched.setPriority(st, p)
+	s := st.sess
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := st.Priority()
+	s.sched.setPriority(st, p)
+	if st.prioKnown && !st.released && old != p {
+		s.prioOpen[old].Add(-1)
+		s.prioOpen[p].Add(1)
+	}
 	return nil
 }
 

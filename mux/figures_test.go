@@ -1,0 +1,58 @@
+package mux
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// Figures, read without a lock, agree with the locked accessors as
+// streams open, change priority and close.
+func TestFiguresAgree(t *testing.T) {
+	cc, sc := tcpPair(t)
+	release := make(chan struct{})
+	p := newPair(t, cc, sc, testConfig(), testConfig(), nil, holdRoute(release, false))
+	check := func(what string) {
+		t.Helper()
+		for _, s := range []*Session{p.client, p.server} {
+			f := s.Figures()
+			in, out := s.StreamCounts()
+			if f.Inbound != in || f.Outbound != out || f.ByPriority != s.StreamsByPriority() {
+				t.Errorf("%s: figures %+v, locked: %d in, %d out, %v", what, f, in, out, s.StreamsByPriority())
+			}
+			if f.BytesIn != s.BytesIn() || f.BytesOut != s.BytesOut() {
+				t.Errorf("%s: bytes %d/%d, locked %d/%d", what, f.BytesIn, f.BytesOut, s.BytesIn(), s.BytesOut())
+			}
+		}
+	}
+	var streams []*Stream
+	for _, prio := range []Priority{PriorityLow, PriorityHigh, PriorityCritical} {
+		s, err := p.client.OpenStream(context.Background(), "hold", prio)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Write([]byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		streams = append(streams, s)
+	}
+	waitFor(t, 10*time.Second, "the handlers", func() bool { return p.server.Handlers() == 3 })
+	check("three open")
+	if err := streams[0].SetPriority(PriorityNormal); err != nil {
+		t.Fatal(err)
+	}
+	check("after SetPriority")
+	if f := p.client.Figures(); f.Streams != 3 || f.QueuedWrites != 0 || f.Utilization != 0 {
+		t.Errorf("client figures %+v: want 3 streams opened, an empty queue", f)
+	}
+	close(release)
+	for _, s := range streams {
+		s.Reset()
+	}
+	waitFor(t, 10*time.Second, "every stream to go", func() bool {
+		in, out := p.server.StreamCounts()
+		cin, cout := p.client.StreamCounts()
+		return in+out+cin+cout == 0
+	})
+	check("all closed")
+}
