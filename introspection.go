@@ -22,7 +22,9 @@ func (m *ConnectionManager) Status(id peer.ID) peer.Status {
 	switch {
 	case r.link != nil && !r.link.dead():
 		return peer.StatusConnected
-	case r.dial != nil || !r.admitted.IsZero():
+	case (r.dial != nil && !r.dial.resolved()) || !r.admitted.IsZero():
+		// A resolved dial's waiters have their answer; its goroutine may
+		// still be calling off other attempts, which is no connecting.
 		return peer.StatusConnecting
 	case r.link != nil: // died, not yet detached
 		return peer.StatusDisconnecting
