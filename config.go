@@ -285,7 +285,9 @@ type Config struct {
 
 	// Score weighs the parts of each peer's quality score (latency 0.35,
 	// errors 0.35, health 0.1, stability 0.1, application 0.1; reference
-	// RTT 100 ms): see package score and QualityScore.
+	// RTT 100 ms; the health part reaches 0 at Health.FailureThreshold
+	// failed checks unless Score.HealthFailures is set): see package score
+	// and QualityScore.
 	Score score.Config
 
 	Health health.Config
@@ -512,13 +514,19 @@ func (cfg Config) withDefaults() (Config, error) {
 	if err := cfg.Score.Validate(); err != nil {
 		return cfg, fmt.Errorf("%w: Score: %w", ErrInvalidConfig, err)
 	}
-	cfg.Score = cfg.Score.WithDefaults()
 	if err := cfg.Health.Validate(); err != nil {
 		return cfg, fmt.Errorf("%w: Health: %w", ErrInvalidConfig, err)
 	}
 	if cfg.Health.Interval == 0 {
 		cfg.Health.Interval = health.DefaultInterval
 	}
+	if cfg.Score.HealthFailures == 0 { // the health part falls to 0 when the monitor closes the link
+		cfg.Score.HealthFailures = cfg.Health.FailureThreshold
+		if cfg.Score.HealthFailures == 0 {
+			cfg.Score.HealthFailures = health.DefaultFailureThreshold
+		}
+	}
+	cfg.Score = cfg.Score.WithDefaults()
 	if cfg.Transport == nil {
 		cfg.Transport = TCP
 	}

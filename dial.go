@@ -198,8 +198,9 @@ func (m *ConnectionManager) runDial(ctx context.Context, r *record, call *dialCa
 	if err != nil && !excluded(err) && !errors.Is(err, ErrCircuitOpen) {
 		// A failed dial counts against the peer's score as a failed
 		// request does (the breaker keeps its own count).
-		r.hist.RecordError(m.clock.Now())
-		m.rescoreLocked(r, m.clock.Now())
+		now := m.clock.Now()
+		r.hist.RecordError(now)
+		m.rescoreLocked(r, now, false)
 	}
 	if err != nil {
 		// Another link to the peer may have opened while we dialed (the

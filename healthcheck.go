@@ -82,7 +82,7 @@ func (m *ConnectionManager) noteHealth(l *link, res health.Result) {
 	} else {
 		r.hist.RecordError(res.Time)
 	}
-	m.rescoreLocked(r, m.clock.Now())
+	m.rescoreLocked(r, m.clock.Now(), false)
 	r.mu.Unlock()
 }
 

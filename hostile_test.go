@@ -135,6 +135,7 @@ func TestHonestPeerConnectsDuringSilentFlood(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var dials atomic.Int64
+	flooding := make(chan struct{}) // closed at the 1,000th attacker socket
 	for range 300 {
 		wg.Go(func() {
 			for {
@@ -147,7 +148,9 @@ func TestHonestPeerConnectsDuringSilentFlood(t *testing.T) {
 				if err != nil {
 					continue
 				}
-				dials.Add(1)
+				if dials.Add(1) == 1000 {
+					close(flooding)
+				}
 				closed := make(chan struct{})
 				go func() {
 					_, _ = c.Read(make([]byte, 1)) // until the node drops it
@@ -167,8 +170,10 @@ func TestHonestPeerConnectsDuringSilentFlood(t *testing.T) {
 		wg.Wait()
 	}()
 	// Let the flood fill the node's pending table first.
-	for dials.Load() < 1000 {
-		runtime.Gosched()
+	select {
+	case <-flooding:
+	case <-ctxT(t).Done():
+		t.Fatal("the flood did not get going")
 	}
 	for i := range 5 {
 		honest := newManager(t)

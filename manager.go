@@ -97,7 +97,7 @@ func New(cfg Config) (*ConnectionManager, error) {
 	m.muxCfg = cfg.muxConfig(m.log)
 	m.muxCfg.OnHandlerPanic = func(peer.ID, string, any) { m.panics.Add(1) }
 	m.muxCfg.Node = cfg.nodeLimits()
-	m.scoreCfg = cfg.scoreConfig()
+	m.scoreCfg = cfg.Score
 	m.epoch = m.clock.Now()
 	m.histCfg = cfg.History
 	m.balancer = cfg.Balancer

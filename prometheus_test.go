@@ -1,9 +1,7 @@
 package peerlink_test
 
 import (
-	"errors"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -161,31 +159,7 @@ func bucket(t *testing.T, h *dto.Histogram, le float64) uint64 {
 }
 
 func TestPrometheusMetrics(t *testing.T) {
-	a := newManager(t)
-	b, c := newManager(t), newManager(t)
-	withEcho(b, t)
-	withEcho(c, t)
-	connect(t, a, b)
-	connect(t, a, c)
-	roundTrip(t, a, b.ID(), []byte("hello"))
-	a.RecordSuccess(b.ID(), 30*time.Millisecond)
-	a.RecordSuccess(b.ID(), 60*time.Millisecond)
-	a.RecordError(c.ID(), errors.New("bad answer"))
-
-	// A dial to a closed port: refused.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
-	gone, _ := peer.GenerateIdentity()
-	if err := a.Connect(ctxT(t), peer.AddrInfo{ID: gone.ID(), Addrs: []string{dead}}); err == nil {
-		t.Fatal("dial to a closed port succeeded")
-	}
-	if err := a.Disconnect(c.ID()); err != nil {
-		t.Fatal(err)
-	}
+	a, b := statsScenario(t, 30*time.Millisecond, 60*time.Millisecond)
 
 	fams := scrape(t, a.MetricsHandler())
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/peerlink/peerlink/breaker"
+	"github.com/peerlink/peerlink/metrics"
 	"github.com/peerlink/peerlink/peer"
 	"github.com/peerlink/peerlink/score"
 )
@@ -21,16 +22,6 @@ import (
 // scoreTTL is how long a cached score is served before it is computed
 // again (errors and peaks decay with time even without samples).
 const scoreTTL = time.Second
-
-// scoreConfig returns the score config in use: Config.Score, with the
-// health part's threshold following Health.FailureThreshold unless set.
-func (cfg Config) scoreConfig() score.Config {
-	sc := cfg.Score
-	if sc.HealthFailures == score.DefaultHealthFailures && cfg.Health.FailureThreshold > 0 {
-		sc.HealthFailures = cfg.Health.FailureThreshold
-	}
-	return sc
-}
 
 // scoreInputs gathers r's figures as of now. r.mu must be held.
 func (m *ConnectionManager) scoreInputs(r *record, now time.Time) score.Inputs {
@@ -51,14 +42,20 @@ func (m *ConnectionManager) scoreInputs(r *record, now time.Time) score.Inputs {
 	return in
 }
 
-// rescoreLocked computes r's score now and caches it. r.mu must be held.
-func (m *ConnectionManager) rescoreLocked(r *record, now time.Time) float64 {
+// rescoreLocked computes r's score now and caches it, with the peak RTT
+// it saw; with parts, it also returns the breakdown. r.mu must be held.
+func (m *ConnectionManager) rescoreLocked(r *record, now time.Time, parts bool) score.Breakdown {
 	in := m.scoreInputs(r, now)
-	v := score.Value(m.scoreCfg, in)
+	var b score.Breakdown
+	if parts {
+		b = score.Compute(m.scoreCfg, in)
+	} else {
+		b.Score = score.Value(m.scoreCfg, in)
+	}
 	r.rttPeak.Store(int64(in.RTTPeak))
-	r.score.Store(math.Float64bits(v))
+	r.score.Store(math.Float64bits(b.Score))
 	r.scoredAt.Store(now.UnixNano())
-	return v
+	return b
 }
 
 // QualityScore returns id's quality score in [0, 1]: 0 for a peer this
@@ -77,7 +74,7 @@ func (m *ConnectionManager) QualityScore(id peer.ID) float64 {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return m.rescoreLocked(r, now)
+	return m.rescoreLocked(r, now, false).Score
 }
 
 // ScoreBreakdown returns id's score with its parts (each with its weight
@@ -90,10 +87,7 @@ func (m *ConnectionManager) ScoreBreakdown(id peer.ID) (score.Breakdown, bool) {
 	now := m.clock.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	b := score.Compute(m.scoreCfg, m.scoreInputs(r, now))
-	r.score.Store(math.Float64bits(b.Score))
-	r.scoredAt.Store(now.UnixNano())
-	return b, true
+	return m.rescoreLocked(r, now, true), true
 }
 
 // SelectBest weighs each candidate by its recent failures: f, a moving
@@ -109,31 +103,21 @@ const (
 	recentHalfLife = 10 * time.Second
 )
 
+// recentFailShare returns r's recent failure share, healed to now. It
+// reads atomics only.
+func recentFailShare(r *record, now time.Time) float64 {
+	return math.Float64frombits(r.recentFail.Load()) * metrics.Decay(time.Duration(now.UnixNano()-r.recentAt.Load()), recentHalfLife)
+}
+
 // noteOutcomeLocked adds a request's outcome to r's recent failure share.
-// r.mu must be held.
+// r.mu must be held (it orders the writers).
 func noteOutcomeLocked(r *record, failed bool, now time.Time) {
-	f := math.Float64frombits(r.recentFail.Load()) * decayFor(now.UnixNano()-r.recentAt.Load(), recentHalfLife)
-	f *= 1 - recentWeight
+	f := recentFailShare(r, now) * (1 - recentWeight)
 	if failed {
 		f += recentWeight
 	}
 	r.recentFail.Store(math.Float64bits(f))
 	r.recentAt.Store(now.UnixNano())
-}
-
-// recentSuccess returns 1 minus r's recent failure share, healed to now.
-// It reads atomics only.
-func recentSuccess(r *record, now time.Time) float64 {
-	f := math.Float64frombits(r.recentFail.Load()) * decayFor(now.UnixNano()-r.recentAt.Load(), recentHalfLife)
-	return 1 - f
-}
-
-// decayFor returns 2^(−elapsed/halfLife), 1 for elapsed <= 0.
-func decayFor(elapsed int64, halfLife time.Duration) float64 {
-	if elapsed <= 0 {
-		return 1
-	}
-	return math.Exp2(-float64(elapsed) / float64(halfLife))
 }
 
 // RecordSuccess tells the manager that a request to id succeeded and took
@@ -155,7 +139,7 @@ func (m *ConnectionManager) RecordSuccess(id peer.ID, latency time.Duration) {
 		r.hist.ObserveRTT(latency, now)
 	}
 	noteOutcomeLocked(r, false, now)
-	m.rescoreLocked(r, now)
+	m.rescoreLocked(r, now, false)
 	r.mu.Unlock()
 }
 
@@ -167,7 +151,6 @@ func (m *ConnectionManager) RecordError(id peer.ID, err error) {
 	if err == nil {
 		return
 	}
-	m.stats.reqErrors.Inc()
 	r, ok := m.peers.Get(id)
 	if !ok {
 		return
@@ -180,6 +163,7 @@ func (m *ConnectionManager) RecordError(id peer.ID, err error) {
 // it: a peer whose requests time out must not keep the round trip of
 // its fast days.
 func (m *ConnectionManager) recordFailure(r *record, latency time.Duration) {
+	m.stats.reqErrors.Inc()
 	now := m.clock.Now()
 	r.mu.Lock()
 	r.hist.RecordError(now)
@@ -187,7 +171,7 @@ func (m *ConnectionManager) recordFailure(r *record, latency time.Duration) {
 		r.hist.ObserveRTT(latency, now)
 	}
 	noteOutcomeLocked(r, true, now)
-	m.rescoreLocked(r, now)
+	m.rescoreLocked(r, now, false)
 	r.mu.Unlock()
 }
 
@@ -207,7 +191,7 @@ func (m *ConnectionManager) SetApplicationScore(id peer.ID, v float64) error {
 	}
 	r := m.lockRecord(id)
 	r.app = v
-	m.rescoreLocked(r, m.clock.Now())
+	m.rescoreLocked(r, m.clock.Now(), false)
 	r.mu.Unlock()
 	return nil
 }

@@ -13,17 +13,24 @@ import (
 	"github.com/peerlink/peerlink/transport"
 )
 
-func TestQualityScore(t *testing.T) {
+// fakeNet returns a maker of managers on one in-memory network and one
+// fake clock, health monitor off: their figures move only when the test
+// moves them.
+func fakeNet(t testing.TB) (mk func(name string, mods ...func(*peerlink.Config)) *peerlink.ConnectionManager, fake *clock.Fake) {
 	net := transport.NewMemoryNetwork()
-	fake := clock.NewFake(time.Unix(1_000_000, 0))
-	mk := func(name string) *peerlink.ConnectionManager {
-		return newManager(t, func(c *peerlink.Config) {
+	fake = clock.NewFake(time.Unix(1_000_000, 0))
+	return func(name string, mods ...func(*peerlink.Config)) *peerlink.ConnectionManager {
+		return newManager(t, append([]func(*peerlink.Config){func(c *peerlink.Config) {
 			c.Transport = peerlink.MemoryTransport(net)
 			c.ListenAddrs = []string{name}
 			c.Clock = fake
 			c.DisableHealthMonitor = true
-		})
-	}
+		}}, mods...)...)
+	}, fake
+}
+
+func TestQualityScore(t *testing.T) {
+	mk, fake := fakeNet(t)
 	a, good, bad := mk("a"), mk("good"), mk("bad")
 	connect(t, a, good)
 	connect(t, a, bad)
@@ -123,16 +130,7 @@ func TestOpenCircuitScoresZero(t *testing.T) {
 // Reading a score is a couple of atomic loads (while the cache is fresh);
 // a sample updates it in O(1).
 func BenchmarkQualityScore(b *testing.B) {
-	net := transport.NewMemoryNetwork()
-	fake := clock.NewFake(time.Unix(1_000_000, 0))
-	mk := func(name string) *peerlink.ConnectionManager {
-		return newManager(b, func(c *peerlink.Config) {
-			c.Transport = peerlink.MemoryTransport(net)
-			c.ListenAddrs = []string{name}
-			c.Clock = fake
-			c.DisableHealthMonitor = true
-		})
-	}
+	mk, _ := fakeNet(b)
 	a, p := mk("a"), mk("p")
 	connect(b, a, p)
 	a.RecordSuccess(p.ID(), 10*time.Millisecond)

@@ -47,7 +47,6 @@ func (s *Selection) Done(err error, latency time.Duration) {
 		latency = s.m.clock.Now().Sub(s.start)
 	}
 	if err != nil {
-		s.m.stats.reqErrors.Inc()
 		s.m.recordFailure(s.r, latency)
 		return
 	}
@@ -104,30 +103,27 @@ func (m *ConnectionManager) SelectBest(ctx context.Context, candidates []peer.ID
 		*bp = cands[:0]
 		candidatePool.Put(bp)
 	}()
-	var recs []*record // only when candidates is nil: links' records
 	if candidates == nil {
-		for _, l := range m.liveLinks() {
-			recs = append(recs, l.rec)
-			cands = append(cands, m.candidate(l.rec))
+		for _, r := range m.peers.Range {
+			if r.liveLink.Load() != nil {
+				cands = append(cands, m.candidate(r))
+			}
 		}
 	} else {
 		for _, id := range candidates {
-			r, ok := m.peers.Get(id)
-			if !ok {
-				cands = append(cands, balancer.Candidate{ID: id})
-				continue
+			if r, ok := m.peers.Get(id); ok {
+				cands = append(cands, m.candidate(r))
+			} else {
+				cands = append(cands, balancer.Candidate{ID: id}) // not eligible
 			}
-			cands = append(cands, m.candidate(r))
 		}
 	}
 	i, err := o.strategy.Pick(cands, o.key)
 	if err != nil {
 		return nil, fmt.Errorf("peerlink: select among %d peers (%s): %w", len(cands), o.strategy.Name(), err)
 	}
-	var r *record
-	if recs != nil {
-		r = recs[i]
-	} else if r, _ = m.peers.Get(cands[i].ID); r == nil {
+	r, ok := m.peers.Get(cands[i].ID)
+	if !ok { // removed since the snapshot
 		return nil, fmt.Errorf("peerlink: select: %s: %w", cands[i].ID.ShortString(), balancer.ErrNoCandidate)
 	}
 	start := m.clock.Now()
@@ -146,7 +142,7 @@ func (m *ConnectionManager) candidate(r *record) balancer.Candidate {
 		// succeeded: the score remembers errors for ErrorHalfLife, too
 		// long to steer traffic off a peer that started failing a second
 		// ago (P2C divides its cost by this).
-		Score:       m.QualityScore(r.id) * recentSuccess(r, now),
+		Score:       m.QualityScore(r.id) * (1 - recentFailShare(r, now)),
 		Load:        int(r.inflight.Load()),
 		Latency:     max(time.Duration(r.rttPeak.Load()), inflightLatency(r, m.sinceEpoch(now))),
 		CircuitOpen: m.breakers.State(r.id) == breaker.StateOpen,

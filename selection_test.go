@@ -9,20 +9,13 @@ import (
 
 	"github.com/peerlink/peerlink"
 	"github.com/peerlink/peerlink/balancer"
-	"github.com/peerlink/peerlink/clock"
 	"github.com/peerlink/peerlink/peer"
-	"github.com/peerlink/peerlink/transport"
 )
 
 func selectionNet(t *testing.T, names ...string) (*peerlink.ConnectionManager, []*peerlink.ConnectionManager) {
-	net := transport.NewMemoryNetwork()
-	fake := clock.NewFake(time.Unix(1_000_000, 0))
+	newNode, _ := fakeNet(t)
 	mk := func(name string) *peerlink.ConnectionManager {
-		return newManager(t, func(c *peerlink.Config) {
-			c.Transport = peerlink.MemoryTransport(net)
-			c.ListenAddrs = []string{name}
-			c.Clock = fake
-			c.DisableHealthMonitor = true
+		return newNode(name, func(c *peerlink.Config) {
 			c.Rand = rand.NewPCG(1, 2) // the default balancer's seed: the picks repeat
 		})
 	}

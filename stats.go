@@ -68,35 +68,49 @@ const (
 	DialErrorOther       = "other"
 )
 
-var dialErrorNames = [...]string{DialErrorTimeout, DialErrorRefused, DialErrorBusy, DialErrorAddrLimit,
+// dialErrorKind indexes nodeStats.dialErrors and dialErrorNames.
+type dialErrorKind int
+
+const (
+	dialTimeout dialErrorKind = iota
+	dialRefused
+	dialBusy
+	dialAddrLimit
+	dialIdentity
+	dialCircuitOpen
+	dialLimit
+	dialCanceled
+	dialOther
+	numDialErrors
+)
+
+var dialErrorNames = [numDialErrors]string{DialErrorTimeout, DialErrorRefused, DialErrorBusy, DialErrorAddrLimit,
 	DialErrorIdentity, DialErrorCircuitOpen, DialErrorLimit, DialErrorCanceled, DialErrorOther}
 
-const numDialErrors = len(dialErrorNames)
-
-// dialErrorClass sorts a dial's error into one of dialErrorNames.
-func dialErrorClass(err error) int {
+// dialErrorClass sorts a dial's error into its kind.
+func dialErrorClass(err error) dialErrorKind {
 	var refused *transport.RemoteRefusedError
 	switch {
 	case errors.Is(err, transport.ErrListenerBusy):
-		return 2
+		return dialBusy
 	case errors.Is(err, transport.ErrAddrConnLimit):
-		return 3
+		return dialAddrLimit
 	case errors.Is(err, ErrCircuitOpen):
-		return 5
+		return dialCircuitOpen
 	case errors.Is(err, ErrConnectionLimit), errors.Is(err, ErrInboundLimit):
-		return 6
+		return dialLimit
 	case errors.Is(err, context.Canceled), errors.Is(err, ErrClosed), errors.Is(err, ErrShuttingDown):
-		return 7
+		return dialCanceled
 	case errors.Is(err, transport.ErrPeerIDMismatch), errors.Is(err, transport.ErrNetworkMismatch),
 		errors.Is(err, transport.ErrInvalidCertificate), errors.Is(err, transport.ErrCertificateRejected):
-		return 4
+		return dialIdentity
 	case errors.As(err, &refused), errors.Is(err, transport.ErrNoListener), errors.Is(err, syscall.ECONNREFUSED):
-		return 1
+		return dialRefused
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
 		errors.Is(err, transport.ErrHandshakeTimeout):
-		return 0
+		return dialTimeout
 	}
-	return 8
+	return dialOther
 }
 
 // Statistics are the manager's figures at one moment (seed 002's

@@ -14,16 +14,22 @@ import (
 	"github.com/peerlink/peerlink/transport"
 )
 
-func TestStatistics(t *testing.T) {
-	a := newManager(t)
+// statsScenario does known things on a manager a: links to b and c, a
+// round trip to b, RecordSuccess to b with each latency, a RecordError
+// to c, a dial to a closed port (refused), then Disconnect from c. It
+// returns a and b.
+func statsScenario(t *testing.T, latencies ...time.Duration) (a, b *peerlink.ConnectionManager) {
+	t.Helper()
+	a = newManager(t)
 	b, c := newManager(t), newManager(t)
 	withEcho(b, t)
 	withEcho(c, t)
 	connect(t, a, b)
 	connect(t, a, c)
 	roundTrip(t, a, b.ID(), []byte("hello"))
-	a.RecordSuccess(b.ID(), 30*time.Millisecond)
-	a.RecordSuccess(b.ID(), 50*time.Millisecond)
+	for _, d := range latencies {
+		a.RecordSuccess(b.ID(), d)
+	}
 	a.RecordError(c.ID(), errors.New("bad answer"))
 
 	// A dial to a closed port: refused.
@@ -40,7 +46,11 @@ func TestStatistics(t *testing.T) {
 	if err := a.Disconnect(c.ID()); err != nil {
 		t.Fatal(err)
 	}
+	return a, b
+}
 
+func TestStatistics(t *testing.T) {
+	a, b := statsScenario(t, 30*time.Millisecond, 50*time.Millisecond)
 	s := a.Statistics()
 	t.Logf("%+v", s)
 	if s.Connections.Open != 1 || s.Connections.Outbound != 1 || s.Connections.Opened[1] != 2 {
@@ -151,6 +161,7 @@ func BenchmarkStatisticsManyLinks(b *testing.B) {
 		c.MaxPendingHandshakes = links // the dials outrun registration
 		c.DisableHealthMonitor = true
 	})
+	sub := hub.Subscribe(links + 16)
 	var conns []transport.Conn
 	b.Cleanup(func() {
 		for _, c := range conns {
@@ -172,8 +183,8 @@ func BenchmarkStatisticsManyLinks(b *testing.B) {
 		}
 		conns = append(conns, c)
 	}
-	for hub.ConnectionCount() < links {
-		time.Sleep(10 * time.Millisecond) // a benchmark's setup: registration is asynchronous
+	for range links { // registration is asynchronous: wait for each link's event
+		waitEvent(b, sub, func(e peerlink.Event) bool { return e.Type == peerlink.EventConnected })
 	}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -7,13 +7,18 @@ import (
 	"time"
 )
 
-// decay returns the weight a value keeps after elapsed nanoseconds:
-// 2^(−elapsed/halfLife), 1 for no or negative elapsed time.
-func decay(elapsed, halfLife int64) float64 {
+// Decay returns the weight a value keeps after elapsed time under a
+// half-life: 2^(−elapsed/halfLife), 1 for no or negative elapsed time.
+func Decay(elapsed, halfLife time.Duration) float64 {
 	if elapsed <= 0 {
 		return 1
 	}
 	return math.Exp2(-float64(elapsed) / float64(halfLife))
+}
+
+// decay is Decay over nanoseconds.
+func decay(elapsed, halfLife int64) float64 {
+	return Decay(time.Duration(elapsed), time.Duration(halfLife))
 }
 
 // EWMA is a time-decayed mean: the mean of the samples, each weighted by

@@ -768,12 +768,14 @@ func putDataHeader(h []byte, id uint32, n int) {
 // frame is queued to follow that header's body. The frame is either
 // written or queued when injectRST returns.
 func (c *frameConn) injectRST(id uint32, code ResetCode) error {
-	var f [frameHeaderLen]byte
-	f[0] = frameVersion
-	f[1] = typeWindowUpdate
-	binary.BigEndian.PutUint16(f[2:4], flagRST)
-	binary.BigEndian.PutUint32(f[4:8], id)
-	binary.BigEndian.PutUint32(f[8:12], uint32(code))
+	return c.writeControl(rstFrame(id, code))
+}
+
+// writeControl writes f, a 12-byte frame of this side's (a reset or a
+// ping answer), at the next frame boundary: if a data header of yamux's
+// is held back, f follows that header's body. Once the link has failed it
+// returns the failure.
+func (c *frameConn) writeControl(f [frameHeaderLen]byte) error {
 	if err := c.lockFor(nil, time.Time{}); err != nil {
 		return err
 	}

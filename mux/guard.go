@@ -301,16 +301,10 @@ func (s *Session) inspect(h *[frameHeaderLen]byte) bool {
 			s.violate(fmt.Sprintf("a refused stream's first frame carried %d bytes, more than a window", body))
 			return false
 		}
-		s.junk.Add(uint64(body))
-		s.mu.Lock()
-		s.queueResetLocked(id, code)
-		s.mu.Unlock()
+		s.dropFor(id, code, body)
 		return false
 	case resetRecv:
-		s.junk.Add(uint64(body))
-		s.mu.Lock()
-		s.queueResetLocked(id, ResetReceiverGone)
-		s.mu.Unlock()
+		s.dropFor(id, ResetReceiverGone, body)
 		return false
 	case violation:
 		s.violate(why)
@@ -419,20 +413,11 @@ func (s *Session) forgetInYamux(id uint32) {
 	s.fc.injectIn(rstFrame(id, ResetUnknown))
 }
 
-// writeControl writes f, a 12-byte frame of this side's (a reset or a
-// ping answer), at the next frame boundary: if a data header of yamux's
-// is held back, f follows that header's body.
-func (c *frameConn) writeControl(f [frameHeaderLen]byte) error {
-	c.lock()
-	defer c.unlock()
-	if c.outOfStep {
-		return errInjectUnsafe
-	}
-	if c.stashed {
-		c.pending = append(c.pending, f)
-		return nil
-	}
-	c.noteSent(f[:])
-	_, err := c.writeRaw(f[:])
-	return err
+// dropFor counts a dropped frame's body and queues a RST with code for
+// stream id.
+func (s *Session) dropFor(id uint32, code ResetCode, body uint32) {
+	s.junk.Add(uint64(body))
+	s.mu.Lock()
+	s.queueResetLocked(id, code)
+	s.mu.Unlock()
 }

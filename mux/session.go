@@ -81,8 +81,9 @@ type Session struct {
 	inbound   int
 	outbound  int
 	// Mirrors for lock-free readers (Figures): inbound and outbound,
-	// stored wherever they change, and the open streams whose priority
-	// is known, by priority (as StreamsByPriority counts them).
+	// stored wherever they change; and the open streams whose priority
+	// is known (outbound, or inbound with its header read), by priority,
+	// which StreamsByPriority reports.
 	pubIn, pubOut atomic.Int32
 	prioOpen      [NumPriorities]atomic.Int32
 	acks          []ctrlRST // resets to send: acknowledgements and refusals
@@ -280,12 +281,8 @@ func (s *Session) SlotWaiters() int { return s.slots.Waiting() }
 // counting at its Close, even while its slot waits for the remote.
 func (s *Session) StreamsByPriority() [NumPriorities]int {
 	var n [NumPriorities]int
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, st := range s.streams {
-		if !st.released && st.prioKnown {
-			n[st.Priority()]++
-		}
+	for p := range n {
+		n[p] = int(s.prioOpen[p].Load())
 	}
 	return n
 }
@@ -1344,6 +1341,7 @@ type Figures struct {
 // snapshot of the session.
 func (s *Session) Figures() Figures {
 	f := Figures{
+		ByPriority:     s.StreamsByPriority(),
 		Inbound:        int(s.pubIn.Load()),
 		Outbound:       int(s.pubOut.Load()),
 		QueuedWrites:   int(s.sched.pubWrites.Load()),
@@ -1353,9 +1351,6 @@ func (s *Session) Figures() Figures {
 		Streams:        s.opened.Load() + s.accepted.Load(),
 		LimitRefusals:  s.limitRefused.Load(),
 		BudgetRefusals: s.budgetRefused.Load(),
-	}
-	for p := range f.ByPriority {
-		f.ByPriority[p] = int(s.prioOpen[p].Load())
 	}
 	if s.sched.maxBytes > 0 {
 		f.Utilization = float64(f.QueuedBytes) / float64(s.sched.maxBytes)

@@ -3,6 +3,8 @@ package peerstore
 import (
 	"math"
 	"time"
+
+	"github.com/peerlink/peerlink/metrics"
 )
 
 // HistoryConfig sets how fast a History forgets. One config is shared by
@@ -87,12 +89,7 @@ func (h *History) errorHalfLife() time.Duration {
 }
 
 // decay returns the weight left after elapsed: 2^(−elapsed/halfLife).
-func decay(elapsed, halfLife time.Duration) float64 {
-	if elapsed <= 0 {
-		return 1
-	}
-	return math.Exp2(-float64(elapsed) / float64(halfLife))
-}
+var decay = metrics.Decay
 
 // ObserveRTT records a round-trip sample. A negative rtt is ignored.
 //
