@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/peerlink/peerlink/metrics"
 	"github.com/peerlink/peerlink/peer"
 	"github.com/peerlink/peerlink/peerstore"
 	"github.com/peerlink/peerlink/transport"
@@ -21,6 +22,10 @@ type dialCall struct {
 	link   *link
 	err    error
 	cancel context.CancelFunc
+	// inFlight counts the dial until its waiters have their answer
+	// (Statistics.Dials.InFlight); attempts being called off after that
+	// are no longer a dial anyone waits on.
+	inFlight *metrics.Gauge
 	// secured is set, under the record's lock, once one of the dial's
 	// attempts has authenticated the peer: from then on the dial counts
 	// in the simultaneous-dial tie-break (see admission.go).
@@ -43,6 +48,7 @@ func (c *dialCall) resolved() bool {
 func (c *dialCall) resolve(l *link, err error) {
 	c.once.Do(func() {
 		c.link, c.err = l, err
+		c.inFlight.Dec()
 		close(c.done)
 	})
 }
@@ -136,12 +142,15 @@ func (m *ConnectionManager) connectLocked(ctx context.Context, r *record, dial b
 				return nil, fmt.Errorf("%w %s", ErrNoAddresses, r.id)
 			}
 			dctx, cancel := context.WithTimeout(m.ctx, m.cfg.DialTimeout)
-			call = &dialCall{done: make(chan struct{}), cancel: cancel}
+			call = &dialCall{done: make(chan struct{}), cancel: cancel, inFlight: &m.stats.dialing}
+			call.inFlight.Inc()
 			if !m.spawn(func() { m.runDial(dctx, r, call, addrs) }) {
+				call.inFlight.Dec()
 				cancel()
 				r.mu.Unlock()
 				return nil, ErrClosed
 			}
+			m.stats.dials.Inc() // as it starts: a caller answered early sees it
 			r.dial = call
 		}
 		r.mu.Unlock()
@@ -170,8 +179,6 @@ func (m *ConnectionManager) waitUntil(ctx context.Context, ch <-chan struct{}, d
 
 // runDial performs one dial for every caller waiting on call.
 func (m *ConnectionManager) runDial(ctx context.Context, r *record, call *dialCall, addrs []string) {
-	m.stats.dialing.Inc()
-	defer m.stats.dialing.Dec()
 	defer call.cancel()
 	var l *link
 	err := ErrConnectionLimit
@@ -187,7 +194,6 @@ func (m *ConnectionManager) runDial(ctx context.Context, r *record, call *dialCa
 			return err
 		})
 	}
-	m.stats.dials.Inc()
 	if err != nil && !errors.Is(err, errDialSatisfied) {
 		m.stats.dialErrors[dialErrorClass(err)].Inc()
 	}

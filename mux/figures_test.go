@@ -39,7 +39,9 @@ func TestFiguresAgree(t *testing.T) {
 		}
 		streams = append(streams, s)
 	}
-	waitFor(t, 10*time.Second, "the handlers", func() bool { return p.server.Handlers() == 3 })
+	// Streams counts a stream once its header is read and its handler
+	// about to run; Handlers counts it from before the header.
+	waitFor(t, 10*time.Second, "the handlers", func() bool { return p.server.Figures().Streams == 3 })
 	check("three open", [NumPriorities]int{1, 0, 1, 1}, [NumPriorities]int{1, 0, 1, 1})
 	if err := streams[0].SetPriority(PriorityNormal); err != nil {
 		t.Fatal(err)
