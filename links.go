@@ -58,14 +58,7 @@ func (l *link) dir() transport.Direction {
 	return transport.Outbound
 }
 
-func (l *link) dead() bool {
-	select {
-	case <-l.sess.Done():
-		return true
-	default:
-		return false
-	}
-}
+func (l *link) dead() bool { return l.sess.Closed() }
 
 // startClose asks the link's owner to close it, and returns at once.
 func (l *link) startClose() {
@@ -120,16 +113,13 @@ func (m *ConnectionManager) detachLocked(r *record, l *link, reason DisconnectRe
 	if r.link == l {
 		r.link = nil
 		r.liveLink.Store(nil)
+		m.live.changed()
 	}
 	m.release(l.dir())
 	now := m.clock.Now()
 	st := l.sess.Stats()
 	m.stats.closed[reason].Inc()
-	m.stats.closedIn.Add(l.sess.BytesIn())
-	m.stats.closedOut.Add(l.sess.BytesOut())
-	m.stats.closedLimit.Add(st.LimitRefusals)
-	m.stats.closedMem.Add(st.BudgetRefusals)
-	m.stats.closedStreams.Add(st.StreamsOpened + st.StreamsAccepted)
+	m.stats.links[dirIndex(l.dir())].Dec()
 	r.hist.LinkClosed(now, l.sess.BytesIn(), l.sess.BytesOut(), st.StreamsOpened+st.StreamsAccepted)
 	r.lastActive = now
 	ev := m.log.Debug().Str("peer", r.id.ShortString()).Stringer("link", l.id).Stringer("direction", l.dir()).Stringer("reason", reason)
@@ -216,7 +206,9 @@ func (m *ConnectionManager) register(conn transport.Conn) (*link, error) {
 	}
 	r.link = l
 	r.liveLink.Store(l)
+	m.live.changed()
 	m.stats.opened[dirIndex(dir)].Inc()
+	m.stats.links[dirIndex(dir)].Inc()
 	if rtt := conn.HandshakeRTT(); rtt > 0 {
 		m.stats.handshake.Record(rtt)
 	}

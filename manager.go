@@ -72,6 +72,7 @@ type ConnectionManager struct {
 	conns   atomic.Int64 // links counted against the limits, both directions
 	inbound atomic.Int64 // of them, links the remote dialed
 	pending *pendingAdmissions
+	live    liveRecords // the records with a link, for SelectBest
 }
 
 // New returns a manager listening on cfg.ListenAddrs.
@@ -97,6 +98,7 @@ func New(cfg Config) (*ConnectionManager, error) {
 	m.muxCfg = cfg.muxConfig(m.log)
 	m.muxCfg.OnHandlerPanic = func(peer.ID, string, any) { m.panics.Add(1) }
 	m.muxCfg.Node = cfg.nodeLimits()
+	m.muxCfg.Totals = &m.stats.streams
 	m.scoreCfg = cfg.Score
 	m.epoch = m.clock.Now()
 	m.histCfg = cfg.History

@@ -108,12 +108,24 @@ func TestGlobalStreamLimitAndStats(t *testing.T) {
 	if stats.ByPriority[mux.PriorityHigh] != 2 || stats.Limit != peerlink.DefaultMaxStreamsPerPeer {
 		t.Errorf("StreamStats = %+v, want 2 high streams and the default per-peer limit", stats)
 	}
+	if st := a.Statistics(); st.Streams.Outbound != 3 || st.Streams.ByPriority != [mux.NumPriorities]int{0, 0, 3, 0} || st.Connections.Open != 2 {
+		t.Errorf("Statistics streams %+v, connections %+v: want 3 high outbound streams on 2 links", st.Streams, st.Connections)
+	}
 	// Freed on both ends (EOF after Close), a global slot is free again.
 	open[0].Close()
 	if _, err := io.Copy(io.Discard, open[0]); err != nil {
 		t.Fatal(err)
 	}
 	roundTrip(t, a, c.ID(), []byte("slot back"))
+	// Links closed under open streams leave none counted.
+	for _, to := range []*peerlink.ConnectionManager{b, c} {
+		if err := a.DisconnectAndWait(ctxT(t), to.ID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := a.Statistics(); st.Streams.Open != 0 || st.Streams.ByPriority != [mux.NumPriorities]int{} || st.Connections.Open != 0 || st.Queue.Writes != 0 {
+		t.Errorf("after disconnecting: streams %+v, connections %+v, queue %+v: want none", st.Streams, st.Connections, st.Queue)
+	}
 }
 
 // OpenStream at the limit waits for a slot (the default), bounded by its

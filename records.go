@@ -62,6 +62,11 @@ type record struct {
 	// without it.
 	recentFail atomic.Uint64
 	recentAt   atomic.Int64
+	// openUntil mirrors the peer's circuit for SelectBest: while the clock
+	// (nanoseconds) is before it, the circuit is open. Set by the
+	// breaker's transitions; gobreaker leaves the open state lazily, and
+	// this passes with OpenTimeout as it would.
+	openUntil atomic.Int64
 }
 
 // pendingInbound returns a channel closed when the next link registers, and

@@ -57,8 +57,20 @@ func (m *ConnectionManager) newBreakers() error {
 	settings.IsExcluded = func(err error) bool {
 		return excluded(err) || (user != nil && user(err))
 	}
+	openFor := settings.OpenTimeout
+	if openFor == 0 {
+		openFor = breaker.DefaultOpenTimeout
+	}
 	reg, err := breaker.NewRegistry(settings, func(c breaker.StateChange) {
 		// Called under the circuit's lock: publish never blocks.
+		if r, ok := m.peers.Get(c.Peer); ok {
+			var until int64
+			if c.To == breaker.StateOpen {
+				// On the manager's clock, as SelectBest reads it.
+				until = m.clock.Now().Add(openFor).UnixNano()
+			}
+			r.openUntil.Store(until)
+		}
 		m.log.Debug().Str("peer", c.Peer.ShortString()).Stringer("from", c.From).Stringer("to", c.To).Msg("circuit")
 		m.events.publish(Event{Type: EventCircuit, Peer: c.Peer, From: c.From, To: c.To, Time: c.Time})
 		switch c.To {

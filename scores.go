@@ -68,7 +68,11 @@ func (m *ConnectionManager) QualityScore(id peer.ID) float64 {
 	if !ok {
 		return 0
 	}
-	now := m.clock.Now()
+	return m.scoreOf(r, m.clock.Now())
+}
+
+// scoreOf returns r's cached score, recomputing it if it is scoreTTL old.
+func (m *ConnectionManager) scoreOf(r *record, now time.Time) float64 {
 	if at := r.scoredAt.Load(); at != 0 && now.UnixNano()-at < int64(scoreTTL) {
 		return math.Float64frombits(r.score.Load())
 	}

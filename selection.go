@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/peerlink/peerlink/balancer"
-	"github.com/peerlink/peerlink/breaker"
 	"github.com/peerlink/peerlink/peer"
 )
 
@@ -72,12 +71,6 @@ func WithKey(key []byte) SelectOption {
 	return func(o *selectOptions) { o.key = key }
 }
 
-// candidatePool recycles the candidate snapshots of SelectBest.
-var candidatePool = sync.Pool{New: func() any {
-	s := make([]balancer.Candidate, 0, 64)
-	return &s
-}}
-
 // SelectBest chooses a peer among candidates (nil: every peer with an open
 // link) with Config.Balancer (P2C over peak-EWMA latency × load by
 // default), or the strategy given by WithStrategy. A candidate is
@@ -96,60 +89,129 @@ func (m *ConnectionManager) SelectBest(ctx context.Context, candidates []peer.ID
 	for _, opt := range opts {
 		opt(&o)
 	}
-	bp := candidatePool.Get().(*[]balancer.Candidate)
-	cands := (*bp)[:0]
-	defer func() {
-		clear(cands)
-		*bp = cands[:0]
-		candidatePool.Put(bp)
-	}()
+	set := setPool.Get().(*recordSet)
+	defer set.release()
+	set.m, set.now = m, m.clock.Now()
 	if candidates == nil {
-		for _, r := range m.peers.Range {
-			if r.liveLink.Load() != nil {
-				cands = append(cands, m.candidate(r))
-			}
-		}
+		set.recs = m.live.records(m)
 	} else {
+		set.ids = candidates
 		for _, id := range candidates {
-			if r, ok := m.peers.Get(id); ok {
-				cands = append(cands, m.candidate(r))
-			} else {
-				cands = append(cands, balancer.Candidate{ID: id}) // not eligible
-			}
+			r, _ := m.peers.Get(id)
+			set.own = append(set.own, r) // nil: not eligible
+		}
+		set.recs = set.own
+	}
+	i, buf, err := balancer.PickFrom(o.strategy, set, o.key, set.buf)
+	set.buf = buf
+	if err != nil {
+		return nil, fmt.Errorf("peerlink: select among %d peers (%s): %w", len(set.recs), o.strategy.Name(), err)
+	}
+	r := set.recs[i]
+	r.inflightStarts.Add(m.sinceEpoch(set.now))
+	r.inflight.Add(1)
+	return &Selection{Peer: r.id, m: m, r: r, start: set.now}, nil
+}
+
+// recordSet is SelectBest's candidates as a balancer.Set: each candidate
+// is built from its record's atomics when the strategy reads it, so a
+// strategy that draws two reads two, however many peers there are.
+type recordSet struct {
+	m    *ConnectionManager
+	now  time.Time
+	recs []*record            // the candidates; nil for an ID without a record
+	ids  []peer.ID            // the caller's IDs, when it gave some
+	own  []*record            // recs' backing array when built here, reused
+	buf  []balancer.Candidate // for strategies that scan, reused
+}
+
+func (s *recordSet) Len() int { return len(s.recs) }
+
+func (s *recordSet) At(i int) balancer.Candidate {
+	if r := s.recs[i]; r != nil {
+		return s.m.candidate(r, s.now)
+	}
+	return balancer.Candidate{ID: s.ids[i]} // no record: not eligible
+}
+
+// release clears s of every reference and returns it to setPool.
+func (s *recordSet) release() {
+	clear(s.own)
+	clear(s.buf)
+	*s = recordSet{own: s.own[:0], buf: s.buf[:0]}
+	setPool.Put(s)
+}
+
+// setPool recycles SelectBest's candidate sets.
+var setPool = sync.Pool{New: func() any { return new(recordSet) }}
+
+// liveRecords keeps a snapshot of the records that have an open link,
+// for SelectBest among all peers: rebuilt (one pass over the records) on
+// the first call after a link opened or closed, read lock-free otherwise.
+// While one caller rebuilds, the others use the snapshot before it: its
+// records whose link has gone are not eligible, and a link opened an
+// instant ago is not missed for long.
+type liveRecords struct {
+	gen  atomic.Uint64 // bumped after every link opened or detached
+	mu   sync.Mutex    // one rebuild at a time
+	snap atomic.Pointer[liveSnapshot]
+}
+
+type liveSnapshot struct {
+	gen  uint64
+	recs []*record
+}
+
+// changed notes that a record's link opened or closed.
+func (l *liveRecords) changed() { l.gen.Add(1) }
+
+// records returns the records with an open link, as of a recent moment.
+func (l *liveRecords) records(m *ConnectionManager) []*record {
+	s := l.snap.Load()
+	if s != nil && s.gen == l.gen.Load() {
+		return s.recs
+	}
+	if s != nil && !l.mu.TryLock() {
+		return s.recs // another caller is rebuilding it
+	}
+	if s == nil {
+		l.mu.Lock()
+	}
+	defer l.mu.Unlock()
+	if s = l.snap.Load(); s != nil && s.gen == l.gen.Load() {
+		return s.recs
+	}
+	gen := l.gen.Load() // before the pass: a change during it rebuilds again
+	var recs []*record
+	if s != nil {
+		recs = make([]*record, 0, len(s.recs)+len(s.recs)/8+1)
+	}
+	for _, r := range m.peers.Range {
+		if r.liveLink.Load() != nil {
+			recs = append(recs, r)
 		}
 	}
-	i, err := o.strategy.Pick(cands, o.key)
-	if err != nil {
-		return nil, fmt.Errorf("peerlink: select among %d peers (%s): %w", len(cands), o.strategy.Name(), err)
-	}
-	r, ok := m.peers.Get(cands[i].ID)
-	if !ok { // removed since the snapshot
-		return nil, fmt.Errorf("peerlink: select: %s: %w", cands[i].ID.ShortString(), balancer.ErrNoCandidate)
-	}
-	start := m.clock.Now()
-	r.inflightStarts.Add(m.sinceEpoch(start))
-	r.inflight.Add(1)
-	return &Selection{Peer: r.id, m: m, r: r, start: start}, nil
+	l.snap.Store(&liveSnapshot{gen: gen, recs: recs})
+	return recs
 }
 
 // candidate returns r as the balancer sees it, from atomic loads and the
 // link's counters.
-func (m *ConnectionManager) candidate(r *record) balancer.Candidate {
-	now := m.clock.Now()
+func (m *ConnectionManager) candidate(r *record, now time.Time) balancer.Candidate {
 	c := balancer.Candidate{
 		ID: r.id,
 		// The score, weighed by the share of recent requests that
 		// succeeded: the score remembers errors for ErrorHalfLife, too
 		// long to steer traffic off a peer that started failing a second
 		// ago (P2C divides its cost by this).
-		Score:       m.QualityScore(r.id) * (1 - recentFailShare(r, now)),
+		Score:       m.scoreOf(r, now) * (1 - recentFailShare(r, now)),
 		Load:        int(r.inflight.Load()),
 		Latency:     max(time.Duration(r.rttPeak.Load()), inflightLatency(r, m.sinceEpoch(now))),
-		CircuitOpen: m.breakers.State(r.id) == breaker.StateOpen,
+		CircuitOpen: now.UnixNano() < r.openUntil.Load(),
 	}
 	if l := r.liveLink.Load(); l != nil && !l.dead() {
-		c.Healthy = l.health.Snapshot().ConsecutiveFailures == 0
-		c.Load += l.sess.NumStreams()
+		c.Healthy = l.health.ConsecutiveFailures() == 0
+		c.Load += l.sess.OpenStreams()
 	}
 	return c
 }

@@ -2,6 +2,7 @@ package peerlink_test
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/peerlink/peerlink"
 	"github.com/peerlink/peerlink/balancer"
+	"github.com/peerlink/peerlink/breaker"
 	"github.com/peerlink/peerlink/peer"
 )
 
@@ -125,4 +127,70 @@ func TestSelectBestAffinityAndConcurrency(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// BenchmarkSelectBest: SelectBest and Done through the manager with
+// 1,000 and 10,000 open links, among all of them (nil candidates) and
+// among an explicit list of 8, for the default P2C and the strategies
+// that scan. The balancer's own pick is benchmarked in balancer/; this
+// adds what the manager does around it (the candidates' snapshots from
+// the records' atomics, the in-flight count, Done feeding the score).
+func BenchmarkSelectBest(b *testing.B) {
+	for _, n := range []int{1_000, 10_000} {
+		hub, ids := manyLinks(b, n)
+		for i, id := range ids {
+			hub.RecordSuccess(id, time.Duration(1+i%50)*time.Millisecond)
+		}
+		for _, st := range []balancer.Strategy{nil, balancer.NewRoundRobin(), balancer.NewLeastLoadedOfTwo(1), balancer.NewHighestScore()} {
+			name := "p2c"
+			var opts []peerlink.SelectOption
+			if st != nil {
+				name = st.Name()
+				opts = append(opts, peerlink.WithStrategy(st))
+			}
+			for _, among := range []struct {
+				name string
+				ids  []peer.ID
+			}{{"all", nil}, {"8", ids[n/2 : n/2+8]}} {
+				b.Run(fmt.Sprintf("links=%d/%s/among=%s", n, name, among.name), func(b *testing.B) {
+					ctx := ctxT(b)
+					b.ReportAllocs()
+					for b.Loop() {
+						sel, err := hub.SelectBest(ctx, among.ids, opts...)
+						if err != nil {
+							b.Fatal(err)
+						}
+						sel.Done(nil, time.Millisecond)
+					}
+				})
+			}
+		}
+	}
+}
+
+// A peer whose circuit is open is never selected, though it has a link
+// (it dialed us after our dials to it failed), and is again once the
+// circuit's open time has passed.
+func TestSelectBestSkipsOpenCircuit(t *testing.T) {
+	mk, fake := fakeNet(t)
+	a, b := mk("a"), mk("b")
+	wrong := peer.AddrInfo{ID: b.ID(), Addrs: []string{"nowhere"}}
+	for a.BreakerState(b.ID()) != breaker.StateOpen {
+		if err := a.Connect(ctxT(t), wrong); err == nil {
+			t.Fatal("dial to nowhere succeeded")
+		}
+	}
+	connect(t, b, a)
+	if _, err := a.SelectBest(ctxT(t), nil); !errors.Is(err, balancer.ErrNoCandidate) {
+		t.Fatalf("SelectBest with the only peer's circuit open: %v, want ErrNoCandidate", err)
+	}
+	if _, err := a.SelectBest(ctxT(t), []peer.ID{b.ID()}); !errors.Is(err, balancer.ErrNoCandidate) {
+		t.Fatalf("SelectBest(b) with b's circuit open: %v, want ErrNoCandidate", err)
+	}
+	fake.Advance(breaker.DefaultOpenTimeout)
+	sel, err := a.SelectBest(ctxT(t), nil)
+	if err != nil || sel.Peer != b.ID() {
+		t.Fatalf("SelectBest once the circuit may let a trial through: %v, %v", sel, err)
+	}
+	sel.Done(nil, time.Millisecond)
 }

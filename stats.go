@@ -19,22 +19,21 @@ import (
 // health check or a request ends) with lock-free metrics: recording costs
 // an atomic add or two, never a lock.
 type nodeStats struct {
-	opened        [2]metrics.Counter // inbound, outbound
-	closed        [numReasons]metrics.Counter
-	dials         metrics.Counter
-	dialing       metrics.Gauge // dials in flight
-	dialErrors    [numDialErrors]metrics.Counter
-	handshake     metrics.Histogram // handshake RTT of each new link
-	requests      metrics.Histogram // request latencies (RecordSuccess, Selection.Done)
-	reqErrors     metrics.Counter
-	circuits      [3]metrics.Counter // transitions into closed, half-open, open
-	checks        metrics.Counter
-	checkFails    metrics.Counter
-	closedIn      metrics.Counter // bytes of links now closed
-	closedOut     metrics.Counter
-	closedLimit   metrics.Counter // streams refused by closed links' sessions (slot or memory)
-	closedMem     metrics.Counter
-	closedStreams metrics.Counter // streams opened or accepted by links now closed
+	opened     [2]metrics.Counter // inbound, outbound
+	closed     [numReasons]metrics.Counter
+	dials      metrics.Counter
+	dialing    metrics.Gauge // dials in flight
+	dialErrors [numDialErrors]metrics.Counter
+	handshake  metrics.Histogram // handshake RTT of each new link
+	requests   metrics.Histogram // request latencies (RecordSuccess, Selection.Done)
+	reqErrors  metrics.Counter
+	circuits   [3]metrics.Counter // transitions into closed, half-open, open
+	checks     metrics.Counter
+	checkFails metrics.Counter
+	links      [2]metrics.Gauge // registered links open now: inbound, outbound
+	// streams sums every session's figures (streams, queues, bytes,
+	// refusals) as they change, so Statistics reads them in O(1).
+	streams mux.Totals
 
 	// Throughput: each Statistics call adds what moved since the one
 	// before to these rates (a minute's window), so the figures are
@@ -114,8 +113,10 @@ func dialErrorClass(err error) dialErrorKind {
 }
 
 // Statistics are the manager's figures at one moment (seed 002's
-// get_connection_statistics): cheap enough to take every second with
-// thousands of peers (one pass over the open links).
+// get_connection_statistics): cheap enough to take every second however
+// many links there are. Stream, queue and byte figures are kept as the
+// links' sessions change them (mux.Totals), so reading them costs the
+// same with ten links or ten thousand.
 type Statistics struct {
 	Time  time.Time
 	Peers int // peer records kept (see KnownPeers)
@@ -154,7 +155,8 @@ type ConnectionStatistics struct {
 	Closed                  map[string]uint64 // since start, by DisconnectReason.String()
 }
 
-// StreamStatistics counts the streams of the open links.
+// StreamStatistics counts the streams open now, over every session still
+// running (a link being closed counts until its handlers return).
 type StreamStatistics struct {
 	Open, Inbound, Outbound int
 	ByPriority              [mux.NumPriorities]int
@@ -183,11 +185,14 @@ type HealthStatistics struct {
 	Checks, Failures uint64
 }
 
-// QueueStatistics sums the write queues of the open links.
+// QueueStatistics sums the links' write queues.
 type QueueStatistics struct {
 	Writes      int   // Writes waiting or in progress
 	QueuedBytes int64 // what they count against MaxQueuedBytes
-	// Utilization is the fullest link's QueuedBytes over MaxQueuedBytes.
+	// Utilization is the fullest link's QueuedBytes over MaxQueuedBytes,
+	// rounded down to a sixteenth (1 means some link's queue is full and
+	// its writers wait, or fail under FailFastWrites); StreamStats gives
+	// one link's exactly.
 	Utilization float64
 }
 
@@ -214,8 +219,6 @@ func (m *ConnectionManager) Statistics() Statistics {
 		Handshake:     latencyOf(&st.handshake),
 		Requests:      latencyOf(&st.requests),
 		RequestErrors: st.reqErrors.Load(),
-		BytesIn:       st.closedIn.Load(),
-		BytesOut:      st.closedOut.Load(),
 		Dials:         DialStatistics{Attempts: st.dials.Load(), InFlight: int(st.dialing.Load()), Errors: make(map[string]uint64)},
 		Circuits:      CircuitStatistics{Transitions: make(map[string]uint64)},
 		Health:        HealthStatistics{Checks: st.checks.Load(), Failures: st.checkFails.Load()},
@@ -237,37 +240,16 @@ func (m *ConnectionManager) Statistics() Statistics {
 			s.Circuits.Transitions[to.String()] = n
 		}
 	}
-	s.Streams.Refused, s.Streams.MemoryRefused = st.closedLimit.Load(), st.closedMem.Load()
-	streams := st.closedStreams.Load()
-	// One pass over the records, reading each link's figures from atomics
-	// alone (no record or session lock): a node with thousands of links
-	// is summed in milliseconds.
-	for _, r := range m.peers.Range {
-		l := r.liveLink.Load()
-		if l == nil {
-			continue
-		}
-		s.Connections.Open++
-		if l.inbound {
-			s.Connections.Inbound++
-		} else {
-			s.Connections.Outbound++
-		}
-		f := l.sess.Figures()
-		s.Streams.Inbound += f.Inbound
-		s.Streams.Outbound += f.Outbound
-		for p, n := range f.ByPriority {
-			s.Streams.ByPriority[p] += n
-		}
-		streams += f.Streams
-		s.Streams.Refused += f.LimitRefusals
-		s.Streams.MemoryRefused += f.BudgetRefusals
-		s.Queue.Writes += f.QueuedWrites
-		s.Queue.QueuedBytes += f.QueuedBytes
-		s.Queue.Utilization = max(s.Queue.Utilization, f.Utilization)
-		s.BytesIn += f.BytesIn
-		s.BytesOut += f.BytesOut
-	}
+	s.Connections.Inbound, s.Connections.Outbound = int(st.links[0].Load()), int(st.links[1].Load())
+	s.Connections.Open = s.Connections.Inbound + s.Connections.Outbound
+	// Every session adds to st.streams as it goes (mux.Totals): no pass
+	// over the links, however many there are.
+	f := st.streams.Figures()
+	s.Streams.Inbound, s.Streams.Outbound, s.Streams.ByPriority = f.Inbound, f.Outbound, f.ByPriority
+	s.Streams.Refused, s.Streams.MemoryRefused = f.LimitRefusals, f.BudgetRefusals
+	s.Queue = QueueStatistics{Writes: f.QueuedWrites, QueuedBytes: f.QueuedBytes, Utilization: f.Utilization}
+	s.BytesIn, s.BytesOut = f.BytesIn, f.BytesOut
+	streams := f.Streams
 	s.Streams.Open = s.Streams.Inbound + s.Streams.Outbound
 	s.BytesInPerSecond, s.BytesOutPerSecond, s.StreamsPerSecond = st.throughput(s.Time, s.BytesIn, s.BytesOut, streams)
 	if n := m.muxCfg.Node; n != nil {

@@ -152,14 +152,26 @@ func BenchmarkThroughputWithMetrics(b *testing.B) {
 // BenchmarkStatisticsManyLinks: Statistics() on a node with 10,000 open
 // links (memory transport, each from a bare transport of its own).
 func BenchmarkStatisticsManyLinks(b *testing.B) {
-	const links = 10_000
+	hub, _ := manyLinks(b, 10_000)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = hub.Statistics()
+	}
+}
+
+// manyLinks returns a hub with n open inbound links over the in-memory
+// transport, and the remote peers' IDs.
+func manyLinks(b *testing.B, links int) (*peerlink.ConnectionManager, []peer.ID) {
+	b.Helper()
 	network := transport.NewMemoryNetwork()
 	hub := newManager(b, func(c *peerlink.Config) {
 		c.Transport = peerlink.MemoryTransport(network)
 		c.ListenAddrs = []string{"hub"}
 		c.MaxConnections, c.MaxInboundConnections = 0, 0
 		c.MaxPendingHandshakes = links // the dials outrun registration
-		c.DisableHealthMonitor = true
+		// The remotes are bare transport conns that answer no ping: no
+		// check (nor keepalive) within the benchmark's time.
+		c.Health.Interval = time.Hour
 	})
 	sub := hub.Subscribe(links + 16)
 	var conns []transport.Conn
@@ -168,6 +180,7 @@ func BenchmarkStatisticsManyLinks(b *testing.B) {
 			c.Close()
 		}
 	})
+	ids := make([]peer.ID, 0, links)
 	for range links {
 		id, err := peer.GenerateIdentity()
 		if err != nil {
@@ -182,12 +195,11 @@ func BenchmarkStatisticsManyLinks(b *testing.B) {
 			b.Fatalf("link %d: %v (hub has %d)", len(conns), err, hub.ConnectionCount())
 		}
 		conns = append(conns, c)
+		ids = append(ids, id.ID())
 	}
 	for range links { // registration is asynchronous: wait for each link's event
 		waitEvent(b, sub, func(e peerlink.Event) bool { return e.Type == peerlink.EventConnected })
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		_ = hub.Statistics()
-	}
+	sub.Close()
+	return hub, ids
 }

@@ -105,16 +105,71 @@ func below(x uint64, n int) int {
 	return int(hi)
 }
 
+// Set is a candidate set read on demand: At(i) builds candidate i when a
+// strategy reads it. A manager with thousands of peers hands its peers
+// as a Set, so that a strategy that draws (P2C, LeastLoadedOfTwo,
+// RoundRobin) reads two or three of them instead of the manager loading
+// every one. At must be cheap, safe for concurrent use, and consistent
+// enough within one pick (a value loaded twice may have moved a little).
+type Set interface {
+	Len() int
+	At(i int) Candidate
+}
+
+// SetPicker is implemented by strategies that pick from a Set reading
+// only the candidates they draw. Its PickSet follows the same rules as
+// Pick and picks as Pick would from the Set's candidates.
+type SetPicker interface {
+	PickSet(set Set, key []byte) (int, error)
+}
+
+// PickFrom picks from set with s: through PickSet if s is a SetPicker,
+// else by loading every candidate into buf (grown as needed and returned
+// for reuse) and calling Pick.
+func PickFrom(s Strategy, set Set, key []byte, buf []Candidate) (int, []Candidate, error) {
+	if sp, ok := s.(SetPicker); ok {
+		i, err := sp.PickSet(set, key)
+		return i, buf, err
+	}
+	buf = buf[:0]
+	for i := range set.Len() {
+		buf = append(buf, set.At(i))
+	}
+	i, err := s.Pick(buf, key)
+	return i, buf, err
+}
+
+// eligibles is what the draws read of a candidate set: a slice, or a Set
+// whose candidates are built as they are read.
+type eligibles interface {
+	Len() int
+	Eligible(i int) bool
+}
+
+type slice []Candidate
+
+func (s slice) Len() int            { return len(s) }
+func (s slice) Eligible(i int) bool { return s[i].Eligible() }
+
+// lazy reads a Set's candidates as the draws ask for them.
+type lazy struct{ s Set }
+
+func (l lazy) Len() int { return l.s.Len() }
+func (l lazy) Eligible(i int) bool {
+	c := l.s.At(i)
+	return c.Eligible()
+}
+
 // nextEligible returns the first eligible index at or after start,
 // wrapping around, skipping skip (use -1 for none), or -1 if there is none.
-func nextEligible(cands []Candidate, start, skip int) int {
-	n := len(cands)
+func nextEligible[E eligibles](cands E, start, skip int) int {
+	n := cands.Len()
 	for k := 0; k < n; k++ {
 		i := start + k
 		if i >= n {
 			i -= n
 		}
-		if i != skip && cands[i].Eligible() {
+		if i != skip && cands.Eligible(i) {
 			return i
 		}
 	}
@@ -132,8 +187,8 @@ const randomTries = 16
 // while most candidates are eligible — then falls back to the next
 // eligible index after the last draw, which costs a scan and slightly
 // favours candidates just after a run of ineligible ones.
-func randomEligible(r *rng, cands []Candidate, skip int) int {
-	n := len(cands)
+func randomEligible[E eligibles](r *rng, cands E, skip int) int {
+	n := cands.Len()
 	if skip >= 0 {
 		n-- // draw among the others, then step over skip
 	}
@@ -146,7 +201,7 @@ func randomEligible(r *rng, cands []Candidate, skip int) int {
 		if skip >= 0 && i >= skip {
 			i++
 		}
-		if cands[i].Eligible() {
+		if cands.Eligible(i) {
 			return i
 		}
 	}

@@ -37,4 +37,8 @@
 // Strategies that scan (LeastLoaded, WeightedRandom, HighestScore,
 // Rendezvous) are O(n) in the number of candidates; RoundRobin, P2C and
 // LeastLoadedOfTwo are O(1) expected when most candidates are eligible.
+// Those three also pick from a Set (SetPicker), which builds a candidate
+// only when the strategy reads it: a caller with thousands of peers then
+// loads two or three of them per pick instead of all (PickFrom chooses
+// the way for any Strategy).
 package balancer

@@ -93,7 +93,7 @@ func (p *P2C) Cost(c *Candidate) float64 {
 
 // Pick returns the cheaper of two random eligible candidates.
 func (p *P2C) Pick(cands []Candidate, _ []byte) (int, error) {
-	a, b := pickTwo(&p.r, cands)
+	a, b := pickTwo(&p.r, slice(cands))
 	if a < 0 {
 		return -1, ErrNoCandidate
 	}
@@ -101,6 +101,29 @@ func (p *P2C) Pick(cands []Candidate, _ []byte) (int, error) {
 		return a, nil
 	}
 	return b, nil
+}
+
+// PickSet is Pick over a Set, reading the two candidates it draws.
+func (p *P2C) PickSet(set Set, _ []byte) (int, error) {
+	a, b, ca, cb, err := drawTwo(&p.r, set)
+	if err != nil || b < 0 || p.Cost(&ca) <= p.Cost(&cb) {
+		return a, err
+	}
+	return b, nil
+}
+
+// drawTwo is pickTwo over a Set, with the two candidates drawn loaded; b
+// is -1 if only one is eligible, and err is ErrNoCandidate if none is.
+func drawTwo(r *rng, set Set) (a, b int, ca, cb Candidate, err error) {
+	a, b = pickTwo(r, lazy{set})
+	if a < 0 {
+		return -1, -1, ca, cb, ErrNoCandidate
+	}
+	ca = set.At(a)
+	if b >= 0 {
+		cb = set.At(b)
+	}
+	return a, b, ca, cb, nil
 }
 
 // LeastLoadedOfTwo is power of two choices on load alone, as Envoy's
@@ -123,24 +146,38 @@ func (*LeastLoadedOfTwo) Name() string { return "least_loaded_of_two" }
 
 // Pick returns the less loaded of two random eligible candidates.
 func (l *LeastLoadedOfTwo) Pick(cands []Candidate, _ []byte) (int, error) {
-	a, b := pickTwo(&l.r, cands)
+	a, b := pickTwo(&l.r, slice(cands))
 	if a < 0 {
 		return -1, ErrNoCandidate
 	}
 	if b < 0 {
 		return a, nil
 	}
-	ca, cb := &cands[a], &cands[b]
+	return lessLoaded(a, b, &cands[a], &cands[b]), nil
+}
+
+// PickSet is Pick over a Set, reading the two candidates it draws.
+func (l *LeastLoadedOfTwo) PickSet(set Set, _ []byte) (int, error) {
+	a, b, ca, cb, err := drawTwo(&l.r, set)
+	if err != nil || b < 0 {
+		return a, err
+	}
+	return lessLoaded(a, b, &ca, &cb), nil
+}
+
+// lessLoaded returns the index of the lower Load of two candidates, then
+// of the lower known Latency, then a.
+func lessLoaded(a, b int, ca, cb *Candidate) int {
 	if la, lb := ca.load(), cb.load(); la != lb {
 		if la < lb {
-			return a, nil
+			return a
 		}
-		return b, nil
+		return b
 	}
 	if latencyRank(cb.Latency) < latencyRank(ca.Latency) {
-		return b, nil
+		return b
 	}
-	return a, nil
+	return a
 }
 
 // pickTwo draws two distinct eligible indexes; b is -1 if only one
@@ -149,14 +186,14 @@ func (l *LeastLoadedOfTwo) Pick(cands []Candidate, _ []byte) (int, error) {
 // halves (bias n/2³², under 10⁻⁵ for n below 40,000), so one atomic add
 // per pick; a draw that lands on an ineligible candidate falls back to
 // randomEligible.
-func pickTwo(r *rng, cands []Candidate) (a, b int) {
-	n := len(cands)
+func pickTwo[E eligibles](r *rng, cands E) (a, b int) {
+	n := cands.Len()
 	if n == 0 {
 		return -1, -1
 	}
 	x := r.next()
 	a = below32(uint32(x>>32), n)
-	if !cands[a].Eligible() {
+	if !cands.Eligible(a) {
 		if a = randomEligible(r, cands, -1); a < 0 {
 			return -1, -1
 		}
@@ -168,7 +205,7 @@ func pickTwo(r *rng, cands []Candidate) (a, b int) {
 	if b >= a {
 		b++
 	}
-	if !cands[b].Eligible() {
+	if !cands.Eligible(b) {
 		b = randomEligible(r, cands, a)
 	}
 	return a, b

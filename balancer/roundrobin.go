@@ -33,7 +33,21 @@ func (r *RoundRobin) Pick(cands []Candidate, _ []byte) (int, error) {
 	if cands[start].Eligible() {
 		return start, nil
 	}
-	if i := nextEligible(cands, start, -1); i >= 0 {
+	if i := nextEligible(slice(cands), start, -1); i >= 0 {
+		return i, nil
+	}
+	return -1, ErrNoCandidate
+}
+
+// PickSet is Pick over a Set, reading candidates from the turn's on
+// until one is eligible.
+func (r *RoundRobin) PickSet(set Set, _ []byte) (int, error) {
+	n := set.Len()
+	if n == 0 {
+		return -1, ErrNoCandidate
+	}
+	start := int((r.next.Add(1) - 1) % uint64(n))
+	if i := nextEligible(lazy{set}, start, -1); i >= 0 {
 		return i, nil
 	}
 	return -1, ErrNoCandidate

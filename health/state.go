@@ -185,6 +185,10 @@ func (s *State) noteActivity(t Target, lastActivity time.Time) {
 	s.observe(Result{Peer: t.Peer(), Healthy: true, Skipped: true, Time: lastActivity}, s.threshold)
 }
 
+// ConsecutiveFailures returns the failed checks since the last success,
+// from one atomic load (Snapshot takes the State's lock).
+func (s *State) ConsecutiveFailures() uint64 { return uint64(s.consec.Load()) }
+
 // Snapshot returns the State's figures, consistent with one another.
 func (s *State) Snapshot() Stats {
 	s.mu.Lock()

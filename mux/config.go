@@ -51,6 +51,11 @@ type Config struct {
 	// session slot; a stream that does not fit is refused (code 2 for an
 	// inbound one, ErrMemoryBudget for OpenStream).
 	Node *NodeLimits
+	// Totals, if set, sums this session's figures with those of every
+	// other session sharing it (streams by direction and priority, write
+	// queues, bytes, streams opened, refusals), for a node that reads
+	// them in O(1) however many links it has.
+	Totals *Totals
 	// MemoryBudget bounds, in bytes, what the remote can make this session
 	// hold in stream receive buffers: MaxStreams is lowered (to at least
 	// 1) until MaxStreams × StreamMemory(StreamWindow) fits. 0 means no

@@ -96,6 +96,7 @@ type frameConn struct {
 	net.Conn
 
 	in, out atomic.Uint64
+	totals  *Totals       // the node's, also counting in and out (nil: none)
 	dataOut atomic.Uint64 // bytes of data frame bodies written by writeDataLocked
 	lastIn  atomic.Int64  // when bytes last arrived: nanoseconds since monoBase
 	rstSent [NumResetCodes]atomic.Uint64
@@ -295,6 +296,7 @@ func (c *frameConn) linkWrite(b []byte) (int, error) {
 	start := c.arm()
 	n, err := c.Conn.Write(b)
 	c.out.Add(uint64(n))
+	c.totals.addOut(uint64(n))
 	if err != nil {
 		err = c.failLocked(err, start)
 	}
@@ -706,6 +708,7 @@ func (c *frameConn) writeBatchLocked(nf, wire int) error {
 		start := c.arm()
 		n, err := c.iov.WriteTo(c.Conn)
 		c.out.Add(uint64(n))
+		c.totals.addOut(uint64(n))
 		clear(c.iovArr[:]) // hold no caller's buffer
 		if err != nil {
 			return c.failLocked(err, start)

@@ -354,6 +354,7 @@ func (s *Session) takeInboundLocked() (mem int64, code ResetCode, ok bool) {
 	// taken once the header is in, has no reserved share to take.)
 	if !s.slots.TryAcquire(PriorityCritical) {
 		s.limitRefused.Add(1)
+		s.cfg.Totals.refused(false)
 		return 0, ResetStreamLimit, false
 	}
 	if n := s.cfg.Node; n != nil {
@@ -361,6 +362,7 @@ func (s *Session) takeInboundLocked() (mem int64, code ResetCode, ok bool) {
 			s.slots.Release()
 			s.limitRefused.Add(1)
 			s.budgetRefused.Add(1)
+			s.cfg.Totals.refused(true)
 			return 0, ResetStreamLimit, false
 		}
 		mem = s.streamMem

@@ -88,6 +88,7 @@ func (c *frameConn) Read(p []byte) (int, error) {
 		n, err := c.read(buf[k:])
 		if n > 0 {
 			c.in.Add(uint64(n))
+			c.totals.addIn(uint64(n))
 			c.lastIn.Store(int64(time.Since(monoBase)))
 		}
 		out := t.process(buf[:k+n])

@@ -114,6 +114,8 @@ type scheduler struct {
 	// Mirrors of qWrites and qBytes for lock-free readers
 	// (Session.Figures), stored wherever those change.
 	pubWrites, pubBytes atomic.Int64
+	totals              *Totals                      // the node's (nil: none), told of every change
+	fillStep            int                          // the queue's step in totals.fill as last told
 	rooms               [NumPriorities][]*roomWaiter // Writes waiting for room, FIFO per priority
 
 	cls [NumPriorities]classStats
@@ -172,6 +174,7 @@ func newScheduler(cfg Config) *scheduler {
 		maxBytes:    int64(cfg.MaxQueuedBytes),
 		maxWrites:   cfg.MaxQueuedWrites,
 		failFast:    cfg.FailFast,
+		totals:      cfg.Totals,
 	}
 	for i, w := range cfg.PriorityWeights {
 		sc.weights[i] = uint64(w)
@@ -932,6 +935,9 @@ func (sc *scheduler) utilization() float64 {
 // publishQueue stores the queue's totals for lock-free readers. sc.mu
 // must be held.
 func (sc *scheduler) publishQueue() {
-	sc.pubWrites.Store(int64(sc.qWrites))
-	sc.pubBytes.Store(sc.qBytes)
+	writes := int64(sc.qWrites) - sc.pubWrites.Swap(int64(sc.qWrites))
+	bytes := sc.qBytes - sc.pubBytes.Swap(sc.qBytes)
+	step := fillStep(sc.qBytes, sc.maxBytes)
+	sc.totals.addQueue(writes, bytes, sc.fillStep, step)
+	sc.fillStep = step
 }

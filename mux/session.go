@@ -121,6 +121,7 @@ type Session struct {
 	remoteGoAway atomic.Bool // the remote's GoAway seen by the frame tracker
 
 	localClose atomic.Bool
+	closed     atomic.Bool           // set as done is closed, for lock-free readers
 	teardown   atomic.Bool           // closing or closed: yamux errors are noise
 	linkErr    atomic.Pointer[error] // a failed write to the link, which ended the session
 	done       chan struct{}
@@ -184,6 +185,7 @@ func NewSession(conn net.Conn, local, remote peer.ID, client bool, cfg Config, r
 		teardown: &s.teardown,
 	}
 	s.fc = newFrameConn(conn, s.onFrame)
+	s.fc.totals = cfg.Totals
 	s.fc.setWrites(cfg.WriteTimeout, short, s.linkFailed)
 	s.fc.tracker.onCredit = s.sched.credit
 	s.fc.tracker.onGoAway = s.onGoAway
@@ -235,6 +237,15 @@ func (s *Session) BytesOut() uint64 { return s.fc.out.Load() }
 // reason; Err then says why. After StartClose it is closed promptly: it
 // does not wait for handlers (Wait does).
 func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Closed reports whether the session has ended (Done is closed), from
+// one atomic load.
+func (s *Session) Closed() bool { return s.closed.Load() }
+
+// OpenStreams returns the streams holding a slot, as NumStreams, from
+// atomic loads alone (for a caller that reads many sessions, such as a
+// load balancer); it may lag a concurrent open or close by an instant.
+func (s *Session) OpenStreams() int { return int(s.pubIn.Load() + s.pubOut.Load()) }
 
 // Err returns why the session ended: nil while it is open,
 // ErrSessionClosed after a local Close, ErrKeepAliveTimeout when pings
@@ -659,10 +670,11 @@ func (s *Session) OpenStream(ctx context.Context, protocol string, prio Priority
 	st.hdr = appendStreamHeader(make([]byte, 0, headerFixedLen+len(protocol)), prio, protocol)
 	s.mu.Lock()
 	st.prioKnown = true
-	s.prioOpen[prio].Add(1)
+	s.addPriorityLocked(prio, 1)
 	s.registerLocked(st)
 	s.mu.Unlock()
 	s.opened.Add(1)
+	s.cfg.Totals.streamOpened()
 	return st, nil
 }
 
@@ -930,12 +942,13 @@ func (s *Session) serve(st *Stream) {
 	s.mu.Lock()
 	st.prioKnown = true
 	if !st.released {
-		s.prioOpen[st.Priority()].Add(1)
+		s.addPriorityLocked(st.Priority(), 1)
 	}
 	full := !s.takeNodeInboundLocked(st)
 	s.mu.Unlock()
 	if full {
 		s.limitRefused.Add(1)
+		s.cfg.Totals.refused(false)
 		s.log.Debug().Str("protocol", proto).Uint32("stream", st.id).Msg("refusing stream: the node's inbound streams are all in use")
 		st.refuse(ResetStreamLimit)
 		return
@@ -948,6 +961,7 @@ func (s *Session) serve(st *Stream) {
 		return
 	}
 	s.accepted.Add(1)
+	s.cfg.Totals.streamOpened()
 	defer s.handlerReturned(st)
 	h(st)
 }
@@ -1117,6 +1131,7 @@ func (s *Session) finish(cause error) {
 	s.log.Debug().Err(s.err).Msg("session ended")
 	s.cancel(s.streamErr)
 	s.stopOpens()
+	s.closed.Store(true)
 	close(s.done)
 }
 
@@ -1267,7 +1282,7 @@ func (s *Session) release(st *Stream) {
 	}
 	st.released = true
 	if st.prioKnown {
-		s.prioOpen[st.Priority()].Add(-1)
+		s.addPriorityLocked(st.Priority(), -1)
 	}
 	s.sched.forget(st.fl)
 	remoteDone := st.finSeen.Load() || st.remoteReset.Load() || st.localReset.Load()
@@ -1318,8 +1333,16 @@ func (s *Session) claimCloseLocked() bool {
 // publishStreamsLocked stores the stream counts for lock-free readers.
 // s.mu must be held.
 func (s *Session) publishStreamsLocked() {
-	s.pubIn.Store(int32(s.inbound))
-	s.pubOut.Store(int32(s.outbound))
+	in := s.inbound - int(s.pubIn.Swap(int32(s.inbound)))
+	out := s.outbound - int(s.pubOut.Swap(int32(s.outbound)))
+	s.cfg.Totals.addStreams(int64(in), int64(out))
+}
+
+// addPriorityLocked counts d streams of priority p in or out of
+// StreamsByPriority and the node's Totals. s.mu must be held.
+func (s *Session) addPriorityLocked(p Priority, d int32) {
+	s.prioOpen[p].Add(d)
+	s.cfg.Totals.addPriority(p, int64(d))
 }
 
 // Figures are a session's figures read without a lock (see Figures).

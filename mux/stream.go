@@ -104,8 +104,8 @@ func (st *Stream) SetPriority(p Priority) error {
 	old := st.Priority()
 	s.sched.setPriority(st, p)
 	if st.prioKnown && !st.released && old != p {
-		s.prioOpen[old].Add(-1)
-		s.prioOpen[p].Add(1)
+		s.addPriorityLocked(old, -1)
+		s.addPriorityLocked(p, 1)
 	}
 	return nil
 }
