@@ -108,7 +108,8 @@ func TestGlobalStreamLimitAndStats(t *testing.T) {
 	if stats.ByPriority[mux.PriorityHigh] != 2 || stats.Limit != peerlink.DefaultMaxStreamsPerPeer {
 		t.Errorf("StreamStats = %+v, want 2 high streams and the default per-peer limit", stats)
 	}
-	if st := a.Statistics(); st.Streams.Outbound != 3 || st.Streams.ByPriority != [mux.NumPriorities]int{0, 0, 3, 0} || st.Connections.Open != 2 {
+	if st := a.Statistics(); st.Streams.Outbound != 3 || st.Streams.ByPriority != [mux.NumPriorities]int{0, 0, 3, 0} ||
+		st.Streams.ByDirection != [2][mux.NumPriorities]int{{}, {0, 0, 3, 0}} || st.Connections.Open != 2 {
 		t.Errorf("Statistics streams %+v, connections %+v: want 3 high outbound streams on 2 links", st.Streams, st.Connections)
 	}
 	// Freed on both ends (EOF after Close), a global slot is free again.

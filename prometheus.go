@@ -109,9 +109,7 @@ var (
 	descReqErrors = promDesc("request_errors_total",
 		"Request errors: RecordError calls and failed Selections.")
 	descStreams = promDesc("streams",
-		"Streams open now on the open links, by direction.", "direction")
-	descStreamsPrio = promDesc("streams_by_priority",
-		"Streams open now on the open links, by priority (low, normal, high, critical).", "priority")
+		"Streams open now, by direction and priority (low, normal, high, critical); an inbound stream counts once its header has arrived.", "direction", "priority")
 	descStreamRefusals = promDesc("stream_refusals_total",
 		"Inbound streams reset since start, by cause: limit (no stream slot) or memory (stream memory budget).", "cause")
 	descCircuits = promDesc("circuit_transitions_total",
@@ -169,7 +167,7 @@ type promCollector struct {
 func (c *promCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOpened, descClosed, descConns, descPeers, descRecords,
 		descDials, descDialing, descDialErrors, descHandshake, descRequests, descReqErrors, descStreams,
-		descStreamsPrio, descStreamRefusals, descCircuits, descChecks, descCheckFails,
+		descStreamRefusals, descCircuits, descChecks, descCheckFails,
 		descQueueWrites, descQueueBytes, descQueueUtil, descBytesIn, descBytesOut, descMemory,
 		descMemoryLimit, descListenerRefusals, descListenerEvictions, descListenerPending, descFirstByte} {
 		ch <- d
@@ -242,10 +240,10 @@ func (c *promCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- rqMetric
 	counter(descReqErrors, float64(s.RequestErrors))
 
-	gauge(descStreams, float64(s.Streams.Inbound), "inbound")
-	gauge(descStreams, float64(s.Streams.Outbound), "outbound")
-	for p, n := range s.Streams.ByPriority {
-		gauge(descStreamsPrio, float64(n), mux.Priority(p).String())
+	for d, dir := range [2]string{"inbound", "outbound"} {
+		for p, n := range s.Streams.ByDirection[d] {
+			gauge(descStreams, float64(n), dir, mux.Priority(p).String())
+		}
 	}
 	counter(descStreamRefusals, refusedLimit, "limit")
 	counter(descStreamRefusals, refusedMem, "memory")

@@ -108,7 +108,6 @@ var promTypes = map[string]dto.MetricType{
 	"peerlink_request_latency_seconds":            dto.MetricType_HISTOGRAM,
 	"peerlink_request_errors_total":               dto.MetricType_COUNTER,
 	"peerlink_streams":                            dto.MetricType_GAUGE,
-	"peerlink_streams_by_priority":                dto.MetricType_GAUGE,
 	"peerlink_stream_refusals_total":              dto.MetricType_COUNTER,
 	"peerlink_circuit_transitions_total":          dto.MetricType_COUNTER,
 	"peerlink_health_checks_total":                dto.MetricType_COUNTER,
@@ -221,7 +220,6 @@ func TestPrometheusMetrics(t *testing.T) {
 	for name, want := range map[string]string{
 		"peerlink_dial_errors_total":         "timeout refused busy addr_limit identity circuit_open limit canceled other",
 		"peerlink_connections_closed_total":  "local remote error replaced shutdown unhealthy",
-		"peerlink_streams_by_priority":       "low normal high critical",
 		"peerlink_circuit_transitions_total": "closed half_open open",
 		"peerlink_listener_refusals_total":   "busy addr_limit gater",
 	} {
@@ -236,6 +234,25 @@ func TestPrometheusMetrics(t *testing.T) {
 		if !slices.Equal(got, wantSorted) {
 			t.Errorf("%s{%s}: %q, want %q", name, label, got, want)
 		}
+	}
+	// Streams by direction and priority: one series for each pair.
+	var pairs []string
+	for _, m := range fams["peerlink_streams"].GetMetric() {
+		var dir, prio string
+		for _, lp := range m.GetLabel() {
+			switch lp.GetName() {
+			case "direction":
+				dir = lp.GetValue()
+			case "priority":
+				prio = lp.GetValue()
+			}
+		}
+		pairs = append(pairs, dir+"/"+prio)
+	}
+	slices.Sort(pairs)
+	if want := []string{"inbound/critical", "inbound/high", "inbound/low", "inbound/normal",
+		"outbound/critical", "outbound/high", "outbound/low", "outbound/normal"}; !slices.Equal(pairs, want) {
+		t.Errorf("peerlink_streams series %q, want %q", pairs, want)
 	}
 	for name, f := range fams {
 		for _, m := range f.GetMetric() {

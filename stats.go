@@ -160,6 +160,10 @@ type ConnectionStatistics struct {
 type StreamStatistics struct {
 	Open, Inbound, Outbound int
 	ByPriority              [mux.NumPriorities]int
+	// ByDirection splits ByPriority: [0] inbound, [1] outbound (as
+	// Connections.Opened). An inbound stream has a priority once its
+	// header has arrived; until then it counts in Inbound only.
+	ByDirection [2][mux.NumPriorities]int
 	// Refused: inbound streams reset for want of a slot or memory, of
 	// which MemoryRefused for want of memory (open and closed links).
 	Refused, MemoryRefused uint64
@@ -246,6 +250,7 @@ func (m *ConnectionManager) Statistics() Statistics {
 	// over the links, however many there are.
 	f := st.streams.Figures()
 	s.Streams.Inbound, s.Streams.Outbound, s.Streams.ByPriority = f.Inbound, f.Outbound, f.ByPriority
+	s.Streams.ByDirection[1], s.Streams.ByDirection[0] = st.streams.ByDirection()
 	s.Streams.Refused, s.Streams.MemoryRefused = f.LimitRefusals, f.BudgetRefusals
 	s.Queue = QueueStatistics{Writes: f.QueuedWrites, QueuedBytes: f.QueuedBytes, Utilization: f.Utilization}
 	s.BytesIn, s.BytesOut = f.BytesIn, f.BytesOut

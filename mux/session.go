@@ -670,7 +670,7 @@ func (s *Session) OpenStream(ctx context.Context, protocol string, prio Priority
 	st.hdr = appendStreamHeader(make([]byte, 0, headerFixedLen+len(protocol)), prio, protocol)
 	s.mu.Lock()
 	st.prioKnown = true
-	s.addPriorityLocked(prio, 1)
+	s.addPriorityLocked(false, prio, 1)
 	s.registerLocked(st)
 	s.mu.Unlock()
 	s.opened.Add(1)
@@ -942,7 +942,7 @@ func (s *Session) serve(st *Stream) {
 	s.mu.Lock()
 	st.prioKnown = true
 	if !st.released {
-		s.addPriorityLocked(st.Priority(), 1)
+		s.addPriorityLocked(true, st.Priority(), 1)
 	}
 	full := !s.takeNodeInboundLocked(st)
 	s.mu.Unlock()
@@ -1282,7 +1282,7 @@ func (s *Session) release(st *Stream) {
 	}
 	st.released = true
 	if st.prioKnown {
-		s.addPriorityLocked(st.Priority(), -1)
+		s.addPriorityLocked(st.inbound, st.Priority(), -1)
 	}
 	s.sched.forget(st.fl)
 	remoteDone := st.finSeen.Load() || st.remoteReset.Load() || st.localReset.Load()
@@ -1338,11 +1338,11 @@ func (s *Session) publishStreamsLocked() {
 	s.cfg.Totals.addStreams(int64(in), int64(out))
 }
 
-// addPriorityLocked counts d streams of priority p in or out of
-// StreamsByPriority and the node's Totals. s.mu must be held.
-func (s *Session) addPriorityLocked(p Priority, d int32) {
+// addPriorityLocked counts d streams of priority p, inbound or not, in or
+// out of StreamsByPriority and the node's Totals. s.mu must be held.
+func (s *Session) addPriorityLocked(inbound bool, p Priority, d int32) {
 	s.prioOpen[p].Add(d)
-	s.cfg.Totals.addPriority(p, int64(d))
+	s.cfg.Totals.addPriority(inbound, p, int64(d))
 }
 
 // Figures are a session's figures read without a lock (see Figures).

@@ -104,8 +104,8 @@ func (st *Stream) SetPriority(p Priority) error {
 	old := st.Priority()
 	s.sched.setPriority(st, p)
 	if st.prioKnown && !st.released && old != p {
-		s.addPriorityLocked(old, -1)
-		s.addPriorityLocked(p, 1)
+		s.addPriorityLocked(st.inbound, old, -1)
+		s.addPriorityLocked(st.inbound, p, 1)
 	}
 	return nil
 }

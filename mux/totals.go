@@ -16,7 +16,7 @@ import "sync/atomic"
 // ended; the counters (bytes, streams opened, refusals) only grow.
 type Totals struct {
 	inbound, outbound         atomic.Int64
-	byPriority                [NumPriorities]atomic.Int64
+	byPriority                [2][NumPriorities]atomic.Int64 // outbound, inbound
 	queuedWrites, queuedBytes atomic.Int64
 	// fill counts sessions by how full their write queue is, in
 	// sixteenths of MaxQueuedBytes (fill[k]: k/16 ≤ full < (k+1)/16;
@@ -24,6 +24,17 @@ type Totals struct {
 	fill                                   [fillSteps + 1]atomic.Int64
 	bytesIn, bytesOut                      atomic.Uint64
 	streams, limitRefusals, budgetRefusals atomic.Uint64
+}
+
+// ByDirection returns the open streams whose priority is known (outbound
+// ones, and inbound ones whose header has arrived) by direction and
+// priority.
+func (t *Totals) ByDirection() (outbound, inbound [NumPriorities]int) {
+	for p := range outbound {
+		outbound[p] = int(t.byPriority[0][p].Load())
+		inbound[p] = int(t.byPriority[1][p].Load())
+	}
+	return outbound, inbound
 }
 
 // fillSteps is the resolution of Totals' fullest-queue figure.
@@ -46,7 +57,7 @@ func (t *Totals) Figures() Figures {
 		BudgetRefusals: t.budgetRefusals.Load(),
 	}
 	for p := range f.ByPriority {
-		f.ByPriority[p] = int(t.byPriority[p].Load())
+		f.ByPriority[p] = int(t.byPriority[0][p].Load() + t.byPriority[1][p].Load())
 	}
 	for k := fillSteps; k > 0; k-- {
 		if t.fill[k].Load() > 0 {
@@ -67,10 +78,17 @@ func (t *Totals) addStreams(in, out int64) {
 	}
 }
 
-func (t *Totals) addPriority(p Priority, d int64) {
+func (t *Totals) addPriority(inbound bool, p Priority, d int64) {
 	if t != nil {
-		t.byPriority[p].Add(d)
+		t.byPriority[b2i(inbound)][p].Add(d)
 	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // addQueue moves a session's queue by writes and bytes, and from fill

@@ -90,6 +90,13 @@ func TestTotalsSumSessions(t *testing.T) {
 	if f := servers.Figures(); f.Inbound != pairs*limit || f.ByPriority != [NumPriorities]int{pairs, pairs, pairs, pairs} {
 		t.Errorf("servers %+v: want %d inbound streams, one of each priority per pair (the fifth refused)", f, pairs*limit)
 	}
+	if out, in := servers.ByDirection(); out != [NumPriorities]int{} || in != [NumPriorities]int{pairs, pairs, pairs, pairs} {
+		t.Errorf("servers by direction: outbound %v, inbound %v", out, in)
+	}
+	if out, in := clients.ByDirection(); in != [NumPriorities]int{} || out != [NumPriorities]int{pairs - 1, pairs * 2, pairs, pairs + 1} {
+		// The refused streams count until the opener closes them.
+		t.Errorf("clients by direction: outbound %v, inbound %v; want every stream opened, one low moved to critical", out, in)
+	}
 
 	// The links die under their streams.
 	for _, c := range conns {
