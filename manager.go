@@ -72,6 +72,8 @@ type ConnectionManager struct {
 	conns   atomic.Int64 // links counted against the limits, both directions
 	inbound atomic.Int64 // of them, links the remote dialed
 	pending *pendingAdmissions
+
+	warm warmer // connection warming (warm.go)
 }
 
 // New returns a manager listening on cfg.ListenAddrs.
@@ -142,6 +144,10 @@ func New(cfg Config) (*ConnectionManager, error) {
 		}
 	}
 	m.spawn(m.pruneLoop)
+	if err := m.startWarming(); err != nil {
+		_ = m.Close()
+		return nil, err
+	}
 	for _, info := range cfg.PersistentPeers {
 		if err := m.AddPersistentPeer(info); err != nil {
 			_ = m.Close()

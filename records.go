@@ -62,6 +62,8 @@ type record struct {
 	// without it.
 	recentFail atomic.Uint64
 	recentAt   atomic.Int64
+	// warm is the peer's warming state (warm.go), nil until first needed.
+	warm atomic.Pointer[warmRecord]
 }
 
 // pendingInbound returns a channel closed when the next link registers, and
