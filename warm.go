@@ -226,8 +226,8 @@ func (m *ConnectionManager) kickWarm() {
 }
 
 // keptWarm reports whether r is one of the peers the keep-warm loop keeps
-// warm (warm, or being warmed): idle expiry leaves their links alone. It
-// takes no lock.
+// warm (its last round chose it: it is warm, or being warmed): idle
+// expiry is to leave their links alone. It takes no lock.
 func keptWarm(r *record) bool {
 	w := r.warm.Load()
 	return w != nil && w.kept.Load()
@@ -268,6 +268,22 @@ func (m *ConnectionManager) WarmPeers() []peer.ID {
 			ids = append(ids, r.id)
 		}
 		r.mu.Unlock()
+	}
+	slices.SortFunc(ids, peer.ID.Compare)
+	return ids
+}
+
+// KeptWarmPeers returns the peers the keep-warm loop keeps warm, in ID
+// order: the kept set its last round chose (MinWarm peers once it has
+// found them), warm or being warmed. Warm peers outside it (extras, peers
+// that lost their slot, peers warmed by WarmConnections) are left to
+// close when idle.
+func (m *ConnectionManager) KeptWarmPeers() []peer.ID {
+	var ids []peer.ID
+	for _, r := range m.peers.Range {
+		if keptWarm(r) {
+			ids = append(ids, r.id)
+		}
 	}
 	slices.SortFunc(ids, peer.ID.Compare)
 	return ids
@@ -485,11 +501,11 @@ func (m *ConnectionManager) warmTransitionLocked(r *record, w *warmRecord, ev wa
 	if (to == warming.Cold || to == warming.Failed) && w.role == warming.Extra {
 		w.role = warming.None // an extra gone cold is no longer one
 	}
-	ev2 := m.log.Debug().Str("peer", r.id.ShortString()).Stringer("from", from).Stringer("to", to)
+	logEv := m.log.Debug().Str("peer", r.id.ShortString()).Stringer("from", from).Stringer("to", to)
 	if err != nil {
-		ev2 = ev2.Err(err)
+		logEv = logEv.Err(err)
 	}
-	ev2.Msg("warming")
+	logEv.Msg("warming")
 	m.events.publish(Event{Type: EventWarming, Peer: r.id, Link: link, Warming: warming.Transition{From: from, To: to}, Err: err, Time: now})
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/peerlink/peerlink/clock"
 	"github.com/peerlink/peerlink/mux"
 	"github.com/peerlink/peerlink/peer"
+	"github.com/peerlink/peerlink/transport"
 	"github.com/peerlink/peerlink/warming"
 )
 
@@ -280,10 +281,12 @@ func TestWarmConnectionsBoundAndShare(t *testing.T) {
 	}
 }
 
-// The loop keeps MinWarm peers warm, and no more.
+// The loop keeps MinWarm peers warm, and (without exploration, which
+// tries every newcomer once) no more.
 func TestKeepWarmReachesMinWarm(t *testing.T) {
 	a := newManager(t, func(c *peerlink.Config) {
 		c.Warming.MinWarm = 3
+		c.Warming.ExploreShare = -1
 		c.Warming.Interval = 20 * time.Millisecond
 	})
 	sub := a.Subscribe(0)
@@ -296,6 +299,9 @@ func TestKeepWarmReachesMinWarm(t *testing.T) {
 	}
 	if got := a.ConnectionCount(); got != 3 {
 		t.Fatalf("%d links with 3 kept warm, want 3", got)
+	}
+	if kept, warm := a.KeptWarmPeers(), a.WarmPeers(); !slices.Equal(kept, warm) {
+		t.Fatalf("kept %v, warm %v: want the same three", kept, warm)
 	}
 	for _, id := range a.WarmPeers() {
 		if a.Status(id) != peer.StatusConnected {
@@ -474,6 +480,11 @@ func TestKeepWarmScalesWithStreams(t *testing.T) {
 	if n := round(); n != 0 || a.ConnectionCount() != 3 {
 		t.Fatalf("at MaxExtra: started %d, %d links; want none more", n, a.ConnectionCount())
 	}
+	// One kept, the two others extras: not kept, so idle expiry may close
+	// them once the load is gone.
+	if kept := a.KeptWarmPeers(); len(kept) != 1 {
+		t.Fatalf("kept %v, want MinWarm 1 peer", kept)
+	}
 }
 
 // The loop's rounds run on the manager's clock: a peer added after the
@@ -579,14 +590,15 @@ func TestWarmingConfigValidation(t *testing.T) {
 }
 
 // BenchmarkWarm50 is the time to warm 50 peers on loopback TLS: 50 dials,
-// handshakes and pings, 16 at once (the default) and all at once.
+// handshakes and pings, one at a time, 16 at once (the default) and all
+// at once.
 func BenchmarkWarm50(b *testing.B) {
 	const n = 50
 	ps := make([]*peerlink.ConnectionManager, n)
 	for i := range ps {
 		ps[i] = newManager(b)
 	}
-	for _, conc := range []int{16, 50} {
+	for _, conc := range []int{1, 16, 50} {
 		b.Run("concurrency="+strconv.Itoa(conc), func(b *testing.B) {
 			a := newManager(b, func(c *peerlink.Config) { c.Warming.MaxConcurrent = conc })
 			ids := addAll(b, a, ps)
@@ -609,5 +621,47 @@ func BenchmarkWarm50(b *testing.B) {
 			}
 			b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/warm50")
 		})
+	}
+}
+
+// BenchmarkKeepWarmRound is one keep-warm round of a node that knows
+// 10,000 peers and keeps 8 of them warm (in-memory transport): the pass
+// over the records, the plan, nothing to start.
+func BenchmarkKeepWarmRound(b *testing.B) {
+	const known, kept = 10_000, 8
+	net := transport.NewMemoryNetwork()
+	onNet := func(name string) func(*peerlink.Config) {
+		return func(c *peerlink.Config) {
+			c.Transport = peerlink.MemoryTransport(net)
+			c.ListenAddrs = []string{name}
+		}
+	}
+	a := newManager(b, onNet("a"), func(c *peerlink.Config) {
+		c.Warming.MinWarm = kept
+		c.Warming.ExploreShare = -1
+		c.Warming.Interval = time.Hour
+	})
+	sub := a.Subscribe(0)
+	defer sub.Close()
+	for i := range kept {
+		p := newManager(b, onNet("p"+strconv.Itoa(i)))
+		if err := a.AddPeer(p.AddrInfo()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	a.KeepWarm()
+	waitUntil(b, sub, "the kept peers are warm", func() bool { return len(a.WarmPeers()) == kept })
+	// The others: never tried, so (exploration off) their neutral score
+	// keeps them below the kept peers.
+	for i := range known - kept {
+		if err := a.AddPeer(peer.AddrInfo{ID: newID(b), Addrs: []string{"nobody-" + strconv.Itoa(i)}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if n := a.KeepWarm(); n != 0 {
+			b.Fatalf("started %d", n)
+		}
 	}
 }
