@@ -305,7 +305,8 @@ func (m *ConnectionManager) KeptWarmPeers() []peer.ID {
 // under way when it ends goes on (its outcome is published as an
 // EventWarming), and its result says warming.Warming with ctx's error.
 //
-// A warm peer that nobody uses is not kept open by this call: its link
+// An ID given twice shares one attempt. A warm peer that nobody uses is
+// not kept open by this call: its link
 // closes like any idle link unless the keep-warm loop keeps it.
 func (m *ConnectionManager) WarmConnections(ctx context.Context, ids ...peer.ID) ([]WarmResult, error) {
 	if err := m.usable(); err != nil {
@@ -317,6 +318,10 @@ func (m *ConnectionManager) WarmConnections(ctx context.Context, ids ...peer.ID)
 		results[i].Peer = id
 		if err := m.checkPeer(peer.AddrInfo{ID: id}); err != nil {
 			results[i].Err = err
+			continue
+		}
+		if err := ctx.Err(); err != nil { // nobody waits: start nothing more
+			results[i].State, results[i].Err = m.WarmingState(id), err
 			continue
 		}
 		r, ok := m.peers.Get(id)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,21 +21,6 @@ import (
 	"github.com/peerlink/peerlink/transport"
 	"github.com/peerlink/peerlink/warming"
 )
-
-// deadAddr returns a loopback address nobody listens on: dials to it are
-// refused at once.
-func deadAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
 
 func newID(t testing.TB) peer.ID {
 	t.Helper()
@@ -117,7 +101,7 @@ func TestWarmConnectionsStatesAndEvents(t *testing.T) {
 	if err := a.AddPeer(b.AddrInfo()); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.AddPeer(peer.AddrInfo{ID: dead, Addrs: []string{deadAddr(t)}}); err != nil {
+	if err := a.AddPeer(peer.AddrInfo{ID: dead, Addrs: []string{reservedAddr(t)}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := a.WarmingState(b.ID()); got != warming.Cold {
@@ -223,6 +207,27 @@ func TestWarmConnectionsBadInput(t *testing.T) {
 	}
 	if res, err := a.WarmConnections(ctxT(t)); err != nil || len(res) != 0 {
 		t.Errorf("no IDs: %v, %v", res, err)
+	}
+	// A context already over starts nothing.
+	b := newManager(t)
+	if err := a.AddPeer(b.AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res, err = a.WarmConnections(ctx, b.ID())
+	if !errors.Is(err, context.Canceled) || res[0].State != warming.Cold || a.Statistics().Dials.Attempts != 0 {
+		t.Errorf("cancelled: %+v, %v, %d dials; want cold, nothing dialed", res, err, a.Statistics().Dials.Attempts)
+	}
+	// An ID given twice is warmed once, and both results say so.
+	sub := a.Subscribe(0)
+	defer sub.Close()
+	res, err = a.WarmConnections(ctxT(t), b.ID(), b.ID())
+	if err != nil || res[0].State != warming.Warm || res[1].State != warming.Warm {
+		t.Fatalf("twice: %+v, %v", res, err)
+	}
+	if got := trace(drain(sub), b.ID()); !slices.Equal(got, []string{"warming cold → warming", "connected", "warming warming → warm"}) {
+		t.Errorf("twice: events %q, want one attempt", got)
 	}
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
