@@ -41,7 +41,8 @@ const (
 type WarmingConfig struct {
 	// MinWarm is how many peers the keep-warm loop keeps warm, chosen
 	// from the address book by quality score (with a share of the slots
-	// for peers never tried: ExploreShare). 0, the default, turns the
+	// for peers never tried: ExploreShare); a peer that only dialed us,
+	// with no address to dial it on, is never chosen. 0, the default, turns the
 	// loop off unless MaxExtra is set. It must fit MaxConnections: warm
 	// links count like any link, and warming opens none past the limit.
 	MinWarm int
@@ -587,14 +588,17 @@ func (m *ConnectionManager) KeepWarm() int {
 	return started
 }
 
-// warmCandidateLocked returns r as the policy sees it, or false if there
-// is nothing to warm it through (no link and no live address). r.mu must
-// be held.
+// warmCandidateLocked returns r as the policy sees it, or false if it is
+// not a candidate. Candidates come from the address book: a live address
+// to dial, or a link this node dialed (its address may have expired while
+// the link lasted). A peer that only dialed us is not one, so that inbound
+// dialers, who choose themselves, cannot fill the kept set that idle
+// expiry spares. r.mu must be held.
 func (m *ConnectionManager) warmCandidateLocked(r *record, now time.Time) (warming.Candidate, bool) {
 	l := r.link
 	connected := l != nil && !l.dead()
 	dialable := r.book.HasDialable(now)
-	if r.removed || (!connected && !dialable) {
+	if r.removed || !(dialable || (connected && !l.inbound)) {
 		return warming.Candidate{}, false
 	}
 	c := warming.Candidate{

@@ -386,7 +386,8 @@ func TestKeepWarmExploresNewcomers(t *testing.T) {
 }
 
 // Warming opens no link past MaxConnections: with two of three links
-// taken, it warms the two connected peers by a ping and dials one.
+// taken (by peers in the address book that dialed us), it warms the two
+// connected peers by a ping and dials one.
 func TestKeepWarmRespectsMaxConnections(t *testing.T) {
 	a := newManager(t, func(c *peerlink.Config) {
 		c.MaxConnections, c.MaxInboundConnections = 3, 3
@@ -397,6 +398,7 @@ func TestKeepWarmRespectsMaxConnections(t *testing.T) {
 	sub := a.Subscribe(0)
 	defer sub.Close()
 	inbound := peers(t, 2)
+	addAll(t, a, inbound)
 	for _, p := range inbound {
 		connect(t, p, a)
 	}
@@ -490,6 +492,35 @@ func TestKeepWarmScalesWithStreams(t *testing.T) {
 	if kept := a.KeptWarmPeers(); len(kept) != 1 {
 		t.Fatalf("kept %v, want MinWarm 1 peer", kept)
 	}
+}
+
+// Peers that only dialed us (no address to dial them on) are not
+// candidates: inbound dialers cannot make themselves kept.
+func TestKeepWarmIgnoresInboundOnlyPeers(t *testing.T) {
+	a := newManager(t, func(c *peerlink.Config) {
+		c.Warming.MinWarm = 2
+		c.Warming.ExploreShare = -1
+		c.Warming.Interval = time.Hour
+	})
+	sub := a.Subscribe(0)
+	defer sub.Close()
+	for _, p := range peers(t, 3) {
+		connect(t, p, a)
+	}
+	waitUntil(t, sub, "3 inbound links", func() bool { return len(a.Peers()) == 3 })
+	book := addAll(t, a, peers(t, 2))
+	for range a.KeepWarm() {
+		waitEvent(t, sub, warmingOutcome)
+	}
+	if kept := a.KeptWarmPeers(); !slices.Equal(kept, sortedIDs(book)) {
+		t.Fatalf("kept %v, want the two peers of the address book %v", kept, sortedIDs(book))
+	}
+}
+
+func sortedIDs(ids []peer.ID) []peer.ID {
+	ids = slices.Clone(ids)
+	slices.SortFunc(ids, peer.ID.Compare)
+	return ids
 }
 
 // The loop's rounds run on the manager's clock: a peer added after the
