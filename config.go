@@ -346,7 +346,7 @@ type Backoff struct {
 // listen addresses, TCP with TLS 1.3, 10 s handshakes (64 in flight per
 // listener), 15 s dials, 400 connections of which at most 300 inbound, 256
 // streams per peer, 10 s stream header timeout, the breaker, backoff and
-// health defaults, and no logging.
+// health defaults, warming off (see WarmingConfig), and no logging.
 func DefaultConfig() Config {
 	return Config{
 		Network:               DefaultNetwork,

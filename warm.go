@@ -42,9 +42,10 @@ type WarmingConfig struct {
 	// MinWarm is how many peers the keep-warm loop keeps warm, chosen
 	// from the address book by quality score (with a share of the slots
 	// for peers never tried: ExploreShare); a peer that only dialed us,
-	// with no address to dial it on, is never chosen. 0, the default, turns the
-	// loop off unless MaxExtra is set. It must fit MaxConnections: warm
-	// links count like any link, and warming opens none past the limit.
+	// with no address to dial it on, is never chosen. 0, the default,
+	// turns the loop off unless MaxExtra is set. It must fit
+	// MaxConnections: warm links count like any link, and warming opens
+	// none past the limit.
 	MinWarm int
 	// Interval is the time between keep-warm rounds: 10 s. A kept peer's
 	// warm link closing, or an attempt of the loop's failing, starts a
@@ -57,7 +58,8 @@ type WarmingConfig struct {
 	// means none. See package warming.
 	ExploreShare float64
 	// MaxExtra is how many extra peers preemptive scaling may have warm
-	// at a time: when the streams open over all links pass
+	// at a time (a kept peer that lost its slot while warm counts as
+	// one, until it closes): when the streams open over all links pass
 	// ScaleThreshold (0 means 0.8) of the links' stream limits, the loop
 	// warms the best peers without a link, enough to bring the
 	// utilisation back under the threshold. 0, the default, turns scaling
@@ -307,8 +309,8 @@ func (m *ConnectionManager) KeptWarmPeers() []peer.ID {
 // EventWarming), and its result says warming.Warming with ctx's error.
 //
 // An ID given twice shares one attempt. A warm peer that nobody uses is
-// not kept open by this call: its link
-// closes like any idle link unless the keep-warm loop keeps it.
+// not kept open by this call: its link closes like any idle link unless
+// the keep-warm loop keeps it.
 func (m *ConnectionManager) WarmConnections(ctx context.Context, ids ...peer.ID) ([]WarmResult, error) {
 	if err := m.usable(); err != nil {
 		return nil, err
