@@ -429,20 +429,22 @@ func (m *ConnectionManager) beginWarm(ctx context.Context, r *record, wait bool)
 // holds an attempt slot, which it gives back when done.
 func (m *ConnectionManager) runWarm(r *record, call *warmCall) {
 	defer func() { <-m.warm.slots }()
-	r.mu.Lock()
-	l, err := m.connectLocked(m.ctx, r, true) // the dial is bounded by DialTimeout
-	var rtt time.Duration
-	if err == nil {
-		ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Warming.PingTimeout)
-		sent := m.clock.Now()
-		rtt, err = l.sess.PingContext(ctx)
-		cancel()
-		if m.ctx.Err() == nil { // a ping cut short by Close says nothing of the link
-			m.observe(l, health.Result{Peer: r.id, RTT: rtt, Healthy: err == nil, Err: err, Time: sent})
-		}
+	var (
+		l   *link
+		rtt time.Duration
+		err error
+	)
+	for range 2 {
+		r.mu.Lock()
+		l, err = m.connectLocked(m.ctx, r, true) // the dial is bounded by DialTimeout
 		if err != nil {
-			err = fmt.Errorf("ping: %w", err)
+			break
 		}
+		if rtt, err = m.warmPing(l); err == nil || !l.dead() || m.ctx.Err() != nil {
+			break
+		}
+		// The link ended under the ping: replaced by the peer's own
+		// (two dials crossed), or closed. Warm the peer's link now, once.
 	}
 	r.mu.Lock()
 	w := warmStateLocked(r)
@@ -474,6 +476,24 @@ func (m *ConnectionManager) runWarm(r *record, call *warmCall) {
 	if kick {
 		m.kickWarm() // a kept peer or an extra is missing: replace it now
 	}
+}
+
+// warmPing pings l for an attempt and records the result as a health
+// check's, unless the ping failed because the link ended (that is the
+// link's close to account for, not a failed check) or the manager is
+// closing.
+func (m *ConnectionManager) warmPing(l *link) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Warming.PingTimeout)
+	defer cancel()
+	sent := m.clock.Now()
+	rtt, err := l.sess.PingContext(ctx)
+	if m.ctx.Err() == nil && (err == nil || !l.dead()) {
+		m.observe(l, health.Result{Peer: l.peer, RTT: rtt, Healthy: err == nil, Err: err, Time: sent})
+	}
+	if err != nil {
+		return 0, fmt.Errorf("ping: %w", err)
+	}
+	return rtt, nil
 }
 
 // errWarmLinkLost is an attempt's error when its link closed before the

@@ -94,6 +94,24 @@ func addAll(t testing.TB, m *peerlink.ConnectionManager, ps []*peerlink.Connecti
 	return ids
 }
 
+// newHandManager starts a manager whose keep-warm rounds run when the
+// test calls KeepWarm, or when a lost kept link or a failed attempt asks
+// for one: its loop runs on a fake clock that the test does not move,
+// and has had its first round (over an empty book) when this returns.
+func newHandManager(t testing.TB, mods ...func(*peerlink.Config)) *peerlink.ConnectionManager {
+	t.Helper()
+	fake := clock.NewFake(time.Unix(1_000_000, 0))
+	m := newManager(t, append(mods, func(c *peerlink.Config) {
+		c.Clock = fake
+		c.Warming.Interval = time.Hour
+	})...)
+	// The pruner's timer and the loop's, armed after its first round.
+	if err := fake.BlockUntil(ctxT(t), 2); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func TestWarmConnectionsStatesAndEvents(t *testing.T) {
 	a, b := newManager(t), newManager(t)
 	withEcho(b, t)
@@ -190,6 +208,25 @@ func TestWarmConnectionsPingsALinkWithoutDialing(t *testing.T) {
 	}
 	if got := a.Statistics().Dials.Attempts; got != 0 {
 		t.Fatalf("%d dials to warm a connected peer", got)
+	}
+}
+
+// Two peers that dial each other while one warms the other keep one link
+// (the tie-break); the warming survives the link it first pinged being
+// replaced.
+func TestWarmConnectionsSurvivesCrossedDials(t *testing.T) {
+	for range 15 {
+		a, b := newManager(t), newManager(t)
+		if err := a.AddPeer(b.AddrInfo()); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { connect(t, b, a) })
+		res, err := a.WarmConnections(ctxT(t), b.ID())
+		wg.Wait()
+		if err != nil || res[0].State != warming.Warm {
+			t.Fatalf("%+v, %v", res, err)
+		}
 	}
 }
 
@@ -318,10 +355,9 @@ func TestKeepWarmReachesMinWarm(t *testing.T) {
 // A kept peer that dies is replaced at once: its link's end starts a
 // round, its redial fails, and the next best peer is warmed.
 func TestKeepWarmReplacesAPeerThatDies(t *testing.T) {
-	a := newManager(t, func(c *peerlink.Config) {
+	a := newHandManager(t, func(c *peerlink.Config) {
 		c.Warming.MinWarm = 2
 		c.Warming.ExploreShare = -1
-		c.Warming.Interval = time.Hour // rounds on demand only
 	})
 	ps := peers(t, 4)
 	addAll(t, a, ps)
@@ -350,9 +386,8 @@ func TestKeepWarmReplacesAPeerThatDies(t *testing.T) {
 // one newcomer: 3 newcomers are all tried within 3 rounds, though the
 // peers already known are better than a newcomer's neutral score.
 func TestKeepWarmExploresNewcomers(t *testing.T) {
-	a := newManager(t, func(c *peerlink.Config) {
+	a := newHandManager(t, func(c *peerlink.Config) {
 		c.Warming.MinWarm = 4
-		c.Warming.Interval = time.Hour
 		c.Rand = rand.NewPCG(7, 7)
 	})
 	sub := a.Subscribe(0)
@@ -389,11 +424,10 @@ func TestKeepWarmExploresNewcomers(t *testing.T) {
 // taken (by peers in the address book that dialed us), it warms the two
 // connected peers by a ping and dials one.
 func TestKeepWarmRespectsMaxConnections(t *testing.T) {
-	a := newManager(t, func(c *peerlink.Config) {
+	a := newHandManager(t, func(c *peerlink.Config) {
 		c.MaxConnections, c.MaxInboundConnections = 3, 3
 		c.Warming.MinWarm = 3
 		c.Warming.ExploreShare = -1
-		c.Warming.Interval = time.Hour
 	})
 	sub := a.Subscribe(0)
 	defer sub.Close()
@@ -428,13 +462,12 @@ func TestKeepWarmRespectsMaxConnections(t *testing.T) {
 // When the streams fill the links past the threshold, extras are warmed,
 // enough for the load and never more than MaxExtra.
 func TestKeepWarmScalesWithStreams(t *testing.T) {
-	a := newManager(t, func(c *peerlink.Config) {
+	a := newHandManager(t, func(c *peerlink.Config) {
 		c.MaxStreamsPerPeer, c.ReservedStreams = 4, -1
 		c.Warming.MinWarm = 1
 		c.Warming.MaxExtra = 2
 		c.Warming.ScaleThreshold = 0.5
 		c.Warming.ExploreShare = -1
-		c.Warming.Interval = time.Hour
 	})
 	ps := peers(t, 5)
 	for _, p := range ps {
@@ -497,10 +530,9 @@ func TestKeepWarmScalesWithStreams(t *testing.T) {
 // Peers that only dialed us (no address to dial them on) are not
 // candidates: inbound dialers cannot make themselves kept.
 func TestKeepWarmIgnoresInboundOnlyPeers(t *testing.T) {
-	a := newManager(t, func(c *peerlink.Config) {
+	a := newHandManager(t, func(c *peerlink.Config) {
 		c.Warming.MinWarm = 2
 		c.Warming.ExploreShare = -1
-		c.Warming.Interval = time.Hour
 	})
 	sub := a.Subscribe(0)
 	defer sub.Close()
