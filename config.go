@@ -313,6 +313,10 @@ type Config struct {
 	// local Disconnect, the manager reconnects with Backoff, forever.
 	PersistentPeers []peer.AddrInfo
 
+	// Warming configures connection warming: the peers kept warm, and
+	// preemptive scaling. Off by default; see WarmingConfig.
+	Warming WarmingConfig
+
 	// Logger receives structured logs (fields peer, addr, direction).
 	// Nothing is logged per message above debug. The zero Logger discards
 	// everything, as does DefaultConfig's zerolog.Nop().
@@ -342,7 +346,7 @@ type Backoff struct {
 // listen addresses, TCP with TLS 1.3, 10 s handshakes (64 in flight per
 // listener), 15 s dials, 400 connections of which at most 300 inbound, 256
 // streams per peer, 10 s stream header timeout, the breaker, backoff and
-// health defaults, and no logging.
+// health defaults, warming off (see WarmingConfig), and no logging.
 func DefaultConfig() Config {
 	return Config{
 		Network:               DefaultNetwork,
@@ -375,6 +379,12 @@ func DefaultConfig() Config {
 			RandomizationFactor: DefaultBackoffRandomizationFactor,
 			MaxInterval:         DefaultBackoffMaxInterval,
 			MaxElapsedTime:      DefaultBackoffMaxElapsedTime,
+		},
+		Warming: WarmingConfig{
+			Interval:       DefaultWarmInterval,
+			ExploreShare:   DefaultWarmExploreShare,
+			ScaleThreshold: DefaultWarmScaleThreshold,
+			MaxConcurrent:  DefaultWarmMaxConcurrent,
 		},
 		Logger: zerolog.Nop(),
 	}
@@ -527,6 +537,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		}
 	}
 	cfg.Score = cfg.Score.WithDefaults()
+	if err := cfg.Warming.setDefaults(&cfg); err != nil {
+		return cfg, err
+	}
 	if cfg.Transport == nil {
 		cfg.Transport = TCP
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/peerlink/peerlink/breaker"
 	"github.com/peerlink/peerlink/peer"
 	"github.com/peerlink/peerlink/transport"
+	"github.com/peerlink/peerlink/warming"
 )
 
 // EventType says what happened to a link.
@@ -21,6 +22,9 @@ const (
 	EventDisconnected
 	// EventCircuit: the peer's circuit breaker changed state, From → To.
 	EventCircuit
+	// EventWarming: the peer's warming state changed (Warming.From →
+	// Warming.To); Link is the link warmed, Err why an attempt failed.
+	EventWarming
 )
 
 func (t EventType) String() string {
@@ -31,6 +35,8 @@ func (t EventType) String() string {
 		return "disconnected"
 	case EventCircuit:
 		return "circuit"
+	case EventWarming:
+		return "warming"
 	}
 	return fmt.Sprintf("event(%d)", uint8(t))
 }
@@ -93,12 +99,18 @@ type Event struct {
 	Err    error
 	// From and To are the circuit breaker's states (EventCircuit only).
 	From, To breaker.State
-	Time     time.Time
+	// Warming is the change of the peer's warming state (EventWarming
+	// only).
+	Warming warming.Transition
+	Time    time.Time
 }
 
 func (e Event) String() string {
 	if e.Type == EventCircuit {
 		return fmt.Sprintf("circuit %s %s → %s", e.Peer.ShortString(), e.From, e.To)
+	}
+	if e.Type == EventWarming {
+		return warmingString(e)
 	}
 	s := fmt.Sprintf("%s %s %s %s %s", e.Type, e.Peer.ShortString(), e.Link, e.Direction, e.Addr)
 	if e.Type == EventDisconnected {

@@ -82,3 +82,27 @@ func ExampleConnectionManager_Subscribe() {
 	// connected outbound none
 	// disconnected outbound local disconnect
 }
+
+// Warm a peer before it is needed: once WarmConnections returns, its link
+// is up and its round trip measured, so the first request pays for
+// neither the dial nor the handshake. Config.Warming.MinWarm keeps a
+// number of peers warm this way, chosen by score.
+func ExampleConnectionManager_WarmConnections() {
+	cfg := peerlink.DefaultConfig()
+	cfg.ListenAddrs = []string{"127.0.0.1:0"}
+	a, _ := peerlink.New(cfg)
+	b, _ := peerlink.New(cfg)
+	defer a.Close()
+	defer b.Close()
+
+	_ = a.AddPeer(b.AddrInfo())
+	fmt.Println(a.WarmingState(b.ID()))
+	res, err := a.WarmConnections(context.Background(), b.ID())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(res[0].State, res[0].RTT > 0, a.Status(b.ID()))
+	// Output:
+	// cold
+	// warm true connected
+}

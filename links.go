@@ -131,6 +131,7 @@ func (m *ConnectionManager) detachLocked(r *record, l *link, reason DisconnectRe
 		Type: EventDisconnected, Peer: r.id, Link: l.id, Direction: l.dir(), Addr: l.conn.RemoteAddr().String(),
 		Reason: reason, Err: err, Time: now,
 	})
+	m.warmLinkLostLocked(r, l)
 	switch reason {
 	case ReasonLocal, ReasonShutdown, ReasonReplaced:
 	default:

@@ -73,6 +73,8 @@ type ConnectionManager struct {
 	inbound atomic.Int64 // of them, links the remote dialed
 	pending *pendingAdmissions
 	live    liveRecords // the records with a link, for SelectBest
+
+	warm warmer // connection warming (warm.go)
 }
 
 // New returns a manager listening on cfg.ListenAddrs.
@@ -144,6 +146,10 @@ func New(cfg Config) (*ConnectionManager, error) {
 		}
 	}
 	m.spawn(m.pruneLoop)
+	if err := m.startWarming(); err != nil {
+		_ = m.Close()
+		return nil, err
+	}
 	for _, info := range cfg.PersistentPeers {
 		if err := m.AddPersistentPeer(info); err != nil {
 			_ = m.Close()

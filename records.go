@@ -67,6 +67,8 @@ type record struct {
 	// breaker's transitions; gobreaker leaves the open state lazily, and
 	// this passes with OpenTimeout as it would.
 	openUntil atomic.Int64
+	// warm is the peer's warming state (warm.go), nil until first needed.
+	warm atomic.Pointer[warmRecord]
 }
 
 // pendingInbound returns a channel closed when the next link registers, and
