@@ -87,8 +87,11 @@ func (m *ConnectionManager) noteHealth(l *link, res health.Result) {
 }
 
 // observe records a check made outside the monitor, closing the link if it
-// was the last straw.
+// was the last straw. health.Check stamps its result on the real clock;
+// the record and the link's state keep the manager's, as the monitor's
+// checks do, so that a run on an injected clock repeats.
 func (m *ConnectionManager) observe(l *link, r health.Result) {
+	r.Time = m.clock.Now()
 	m.noteHealth(l, r)
 	if l.health.Observe(r) {
 		m.closeUnhealthy(l, r.Err)
