@@ -100,6 +100,12 @@ var (
 		"Dials made: one per Connect that dials, happy-eyeballs attempts together.")
 	descDialing = promDesc("dials_in_flight",
 		"Dials running now (peers being connected).")
+	descWarmPeers = promDesc("warming_peers",
+		"Peers by warming state now (warming, warm, failed; the rest are cold).", "state")
+	descWarmAttempts = promDesc("warming_attempts_total",
+		"Warming attempts started (dial, handshake and ping).")
+	descWarmFailures = promDesc("warming_failures_total",
+		"Warming attempts that failed.")
 	descDialErrors = promDesc("dial_errors_total",
 		"Failed dials by class (timeout, refused, busy, addr_limit, identity, circuit_open, limit, canceled, other).", "reason")
 	descHandshake = promDesc("handshake_latency_seconds",
@@ -166,7 +172,7 @@ type promCollector struct {
 
 func (c *promCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOpened, descClosed, descConns, descPeers, descRecords,
-		descDials, descDialing, descDialErrors, descHandshake, descRequests, descReqErrors, descStreams,
+		descDials, descDialing, descWarmPeers, descWarmAttempts, descWarmFailures, descDialErrors, descHandshake, descRequests, descReqErrors, descStreams,
 		descStreamRefusals, descCircuits, descChecks, descCheckFails,
 		descQueueWrites, descQueueBytes, descQueueUtil, descBytesIn, descBytesOut, descMemory,
 		descMemoryLimit, descListenerRefusals, descListenerEvictions, descListenerPending, descFirstByte} {
@@ -233,6 +239,11 @@ func (c *promCollector) Collect(ch chan<- prometheus.Metric) {
 
 	counter(descDials, float64(s.Dials.Attempts))
 	gauge(descDialing, float64(s.Dials.InFlight))
+	gauge(descWarmPeers, float64(s.Warming.Warming), "warming")
+	gauge(descWarmPeers, float64(s.Warming.Warm), "warm")
+	gauge(descWarmPeers, float64(s.Warming.Failed), "failed")
+	counter(descWarmAttempts, float64(s.Warming.Attempts))
+	counter(descWarmFailures, float64(s.Warming.Failures))
 	for _, name := range dialErrorNames {
 		counter(descDialErrors, float64(s.Dials.Errors[name]), name)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/peerlink/peerlink/peer"
 	"github.com/peerlink/peerlink/peerstore"
+	"github.com/peerlink/peerlink/warming"
 )
 
 // record is the manager's one long-lived record of a peer: its address
@@ -177,6 +178,12 @@ func (m *ConnectionManager) dropIfUnused(r *record) {
 // it. r.mu must be held.
 func (m *ConnectionManager) removeLocked(r *record) {
 	r.removed = true
+	if w := r.warm.Load(); w != nil && w.state == warming.Failed {
+		// A failed peer forgotten; a warm or warming one goes cold when
+		// its link or attempt ends.
+		w.state = warming.Cold
+		m.stats.noteWarming(warming.Failed, warming.Cold)
+	}
 	m.peers.DeleteIf(r.id, func(v *record) bool { return v == r })
 	m.breakers.Remove(r.id)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/peerlink/peerlink/metrics"
 	"github.com/peerlink/peerlink/mux"
 	"github.com/peerlink/peerlink/transport"
+	"github.com/peerlink/peerlink/warming"
 )
 
 // nodeStats are the manager's node-wide figures, recorded where things
@@ -19,18 +20,21 @@ import (
 // health check or a request ends) with lock-free metrics: recording costs
 // an atomic add or two, never a lock.
 type nodeStats struct {
-	opened     [2]metrics.Counter // inbound, outbound
-	closed     [numReasons]metrics.Counter
-	dials      metrics.Counter
-	dialing    metrics.Gauge // dials in flight
-	dialErrors [numDialErrors]metrics.Counter
-	handshake  metrics.Histogram // handshake RTT of each new link
-	requests   metrics.Histogram // request latencies (RecordSuccess, Selection.Done)
-	reqErrors  metrics.Counter
-	circuits   [3]metrics.Counter // transitions into closed, half-open, open
-	checks     metrics.Counter
-	checkFails metrics.Counter
-	links      [2]metrics.Gauge // registered links open now: inbound, outbound
+	opened       [2]metrics.Counter // inbound, outbound
+	closed       [numReasons]metrics.Counter
+	dials        metrics.Counter
+	dialing      metrics.Gauge // dials in flight
+	dialErrors   [numDialErrors]metrics.Counter
+	handshake    metrics.Histogram // handshake RTT of each new link
+	requests     metrics.Histogram // request latencies (RecordSuccess, Selection.Done)
+	reqErrors    metrics.Counter
+	circuits     [3]metrics.Counter // transitions into closed, half-open, open
+	checks       metrics.Counter
+	checkFails   metrics.Counter
+	links        [2]metrics.Gauge // registered links open now: inbound, outbound
+	warming      [4]metrics.Gauge // peers by warming state (Cold unused)
+	warmAttempts metrics.Counter
+	warmFailures metrics.Counter
 	// streams sums every session's figures (streams, queues, bytes,
 	// refusals) as they change, so Statistics reads them in O(1).
 	streams mux.Totals
@@ -127,6 +131,7 @@ type Statistics struct {
 	Circuits    CircuitStatistics
 	Health      HealthStatistics
 	Queue       QueueStatistics
+	Warming     WarmingStatistics
 	// Handshake is the handshake RTT of each link opened; Requests the
 	// latencies reported by RecordSuccess and Selection.Done.
 	Handshake LatencyStatistics
@@ -184,6 +189,13 @@ type CircuitStatistics struct {
 	Transitions map[string]uint64
 }
 
+// WarmingStatistics count peers by warming state (see WarmingState) and
+// the warming attempts made and failed since start.
+type WarmingStatistics struct {
+	Warming, Warm, Failed int
+	Attempts, Failures    uint64
+}
+
 // HealthStatistics counts the health checks made and those that failed.
 type HealthStatistics struct {
 	Checks, Failures uint64
@@ -228,6 +240,10 @@ func (m *ConnectionManager) Statistics() Statistics {
 		Health:        HealthStatistics{Checks: st.checks.Load(), Failures: st.checkFails.Load()},
 	}
 	s.Connections.Opened = [2]uint64{st.opened[0].Load(), st.opened[1].Load()}
+	s.Warming = WarmingStatistics{
+		Warming: int(st.warming[warming.Warming].Load()), Warm: int(st.warming[warming.Warm].Load()),
+		Failed: int(st.warming[warming.Failed].Load()), Attempts: st.warmAttempts.Load(), Failures: st.warmFailures.Load(),
+	}
 	s.Connections.Closed = make(map[string]uint64)
 	for i := range st.closed {
 		if n := st.closed[i].Load(); n > 0 {
@@ -264,6 +280,22 @@ func (m *ConnectionManager) Statistics() Statistics {
 		s.Transport = ts.Stats()
 	}
 	return s
+}
+
+// noteWarming counts a peer's warming transition.
+func (st *nodeStats) noteWarming(from, to warming.State) {
+	if from != warming.Cold {
+		st.warming[from].Dec()
+	}
+	if to != warming.Cold {
+		st.warming[to].Inc()
+	}
+	switch to {
+	case warming.Warming:
+		st.warmAttempts.Inc()
+	case warming.Failed:
+		st.warmFailures.Inc()
+	}
 }
 
 // dirIndex is a direction's index in nodeStats.opened.

@@ -519,6 +519,7 @@ func (m *ConnectionManager) warmTransitionLocked(r *record, w *warmRecord, ev wa
 	}
 	now := m.clock.Now()
 	w.state = to
+	m.stats.noteWarming(from, to)
 	switch to {
 	case warming.Warm:
 		w.link, w.failures = link, 0

@@ -145,6 +145,9 @@ func TestWarmConnectionsStatesAndEvents(t *testing.T) {
 	if got := a.WarmPeers(); !slices.Equal(got, []peer.ID{b.ID()}) {
 		t.Fatalf("WarmPeers = %v", got)
 	}
+	if got := a.Statistics().Warming; got != (peerlink.WarmingStatistics{Warm: 1, Failed: 1, Attempts: 2, Failures: 1}) {
+		t.Errorf("Statistics().Warming = %+v, want one warm, one failed of two attempts", got)
+	}
 	// The ping is a health check: its RTT is in the record.
 	if got := a.Statistics().Health.Checks; got != checks+1 {
 		t.Errorf("health checks %d → %d, want one more", checks, got)
@@ -192,6 +195,14 @@ func TestWarmConnectionsStatesAndEvents(t *testing.T) {
 	}
 	if got := a.WarmingState(b.ID()); got != warming.Cold {
 		t.Fatalf("after Disconnect: %v", got)
+	}
+	if got := a.Statistics().Warming; got != (peerlink.WarmingStatistics{Failed: 1, Attempts: 2, Failures: 1}) {
+		t.Errorf("Statistics().Warming after Disconnect = %+v, want none warm, one failed", got)
+	}
+	// Forgetting the failed peer forgets its state.
+	a.RemovePeer(dead)
+	if got := a.Statistics().Warming; got.Failed != 0 {
+		t.Errorf("Statistics().Warming after RemovePeer = %+v, want none failed", got)
 	}
 }
 
