@@ -72,6 +72,7 @@ type ConnectionManager struct {
 	conns   atomic.Int64 // links counted against the limits, both directions
 	inbound atomic.Int64 // of them, links the remote dialed
 	pending *pendingAdmissions
+	trim    trimState // limits at run time, trimming, tags (trim.go, limits.go, protect.go)
 }
 
 // New returns a manager listening on cfg.ListenAddrs.
@@ -129,6 +130,7 @@ func New(cfg Config) (*ConnectionManager, error) {
 		}
 		return nil, fmt.Errorf("peerlink: transport: %w", err)
 	}
+	m.initLimits()
 	for _, addr := range cfg.ListenAddrs {
 		if err := m.Listen(addr); err != nil {
 			_ = m.Close()
@@ -142,6 +144,7 @@ func New(cfg Config) (*ConnectionManager, error) {
 		}
 	}
 	m.spawn(m.pruneLoop)
+	m.spawn(m.upkeep)
 	for _, info := range cfg.PersistentPeers {
 		if err := m.AddPersistentPeer(info); err != nil {
 			_ = m.Close()

@@ -89,7 +89,7 @@ var (
 	descOpened = promDesc("connections_opened_total",
 		"Links opened since start, by direction (inbound, outbound).", "direction")
 	descClosed = promDesc("connections_closed_total",
-		"Links closed since start, by reason (local, remote, error, replaced, shutdown, unhealthy).", "reason")
+		"Links closed since start, by reason (local, remote, error, replaced, shutdown, unhealthy, trimmed, idle).", "reason")
 	descConns = promDesc("connections",
 		"Links open now, by direction.", "direction")
 	descPeers = promDesc("peers",
@@ -150,7 +150,8 @@ var (
 // DisconnectReason; reasonKeys the keys of Statistics.Connections.Closed.
 var (
 	reasonLabels = [numReasons]string{ReasonNone: "none", ReasonLocal: "local", ReasonRemote: "remote",
-		ReasonError: "error", ReasonReplaced: "replaced", ReasonShutdown: "shutdown", ReasonUnhealthy: "unhealthy"}
+		ReasonError: "error", ReasonReplaced: "replaced", ReasonShutdown: "shutdown", ReasonUnhealthy: "unhealthy",
+		ReasonTrimmed: "trimmed", ReasonIdle: "idle"}
 	circuitLabels = [...]struct{ key, label string }{{"closed", "closed"}, {"half-open", "half_open"}, {"open", "open"}}
 )
 

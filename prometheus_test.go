@@ -220,7 +220,7 @@ func TestPrometheusMetrics(t *testing.T) {
 	// Fixed label sets, one series each: no per-peer labels.
 	for name, want := range map[string]string{
 		"peerlink_dial_errors_total":         "timeout refused busy addr_limit identity circuit_open limit canceled other",
-		"peerlink_connections_closed_total":  "local remote error replaced shutdown unhealthy",
+		"peerlink_connections_closed_total":  "local remote error replaced shutdown unhealthy trimmed idle",
 		"peerlink_streams_by_priority":       "low normal high critical",
 		"peerlink_circuit_transitions_total": "closed half_open open",
 		"peerlink_listener_refusals_total":   "busy addr_limit gater",

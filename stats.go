@@ -53,7 +53,7 @@ const (
 	throughputBucket  = 10 * time.Second
 )
 
-const numReasons = int(ReasonUnhealthy) + 1
+const numReasons = int(ReasonIdle) + 1
 
 // DialError classes for Statistics.Dials.Errors.
 const (
