@@ -131,7 +131,7 @@ func (a *admission) InterceptSecured(dir transport.Direction, id peer.ID, remote
 			if max := lim.MaxInboundConnections; max > 0 && m.inbound.Load()+pending >= int64(max) {
 				return m.refuseFull(ErrInboundLimit)
 			}
-			return m.highWaterRefusal(pending, now)
+			return m.highWaterRefusal(r, pending, now)
 		})
 		if err != nil {
 			m.dropIfUnused(r)

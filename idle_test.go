@@ -112,6 +112,9 @@ func TestEvictIdleClosesOnlyIdleUnprotectedLinks(t *testing.T) {
 	if err := a.AddPeer(outUsed.AddrInfo()); err != nil {
 		t.Fatal(err)
 	}
+	// (Once the remote has seen the old link go: a link it still holds
+	// would make it refuse ours as a duplicate.)
+	pollUntil(t, "the remote sees the link closed", func() bool { return len(outUsed.Peers()) == 0 })
 	roundTrip(t, a, outUsed.ID(), []byte("again"))
 }
 

@@ -14,6 +14,22 @@ import (
 // refuse links, and the watermarks, which trim them. Config sets them
 // (MaxConnections, MaxInboundConnections, Trim); SetConnectionLimits
 // changes them while the node runs, and ConnectionLimits reads them.
+//
+// MaxConnections never exceeds what the process can hold (the adaptive
+// default): New and SetConnectionLimits lower it, and the watermarks and
+// MaxInboundConnections above it, and log why. The caps are
+//
+//   - open files, for transports with sockets: the soft RLIMIT_NOFILE n
+//     less 64 (the runtime, listeners, log files), MaxPendingHandshakes
+//     (sockets in handshake) and n/10 (the application's files). Go
+//     raises the soft limit to the hard one at start on Linux, so n is
+//     usually the hard limit: 1024 allows 794 links, 65536 allows 58,855;
+//   - memory: the memory budget over LinkMemory, the budget being
+//     NodeMemoryBudget, or half of GOMEMLIMIT if that is smaller, so
+//     that the links' own state takes at most what their streams may
+//     (1 GiB allows 21,845 links).
+//
+// Neither cap goes below 8 links.
 type ConnectionLimits struct {
 	// MaxConnections bounds the open links, both directions (0:
 	// unlimited); MaxInboundConnections those the remote dialed (0:
@@ -154,8 +170,8 @@ func (m *ConnectionManager) ConnectionLimits() ConnectionLimits { return *m.limi
 // with ReasonTrimmed.
 //
 // The process's resources cap MaxConnections as they do in New (see
-// Config.MaxConnections and processCaps): a limit above what the process
-// can hold is lowered to it, and the reason logged.
+// ConnectionLimits): a limit above what the process can hold is lowered
+// to it, and the reason logged.
 func (m *ConnectionManager) SetConnectionLimits(l ConnectionLimits) error {
 	if err := m.usable(); err != nil {
 		return err
@@ -205,26 +221,15 @@ type limitCaps struct {
 	reason string
 }
 
-// File descriptors a node keeps for other things than its links: the Go
-// runtime's own, listeners, log files, plus MaxPendingHandshakes sockets
-// in handshake and a tenth of the limit for the application.
+// fdReserve is the file descriptors kept for the runtime, listeners and
+// log files, besides MaxPendingHandshakes and a tenth of the limit.
 const fdReserve = 64
 
 // minCap is the least a cap leaves: below it a node is of no use anyway.
 const minCap = 8
 
-// processCaps computes the caps on MaxConnections (the adaptive default):
-//
-//   - open files (for transports with sockets): the soft RLIMIT_NOFILE n
-//     less fdReserve, MaxPendingHandshakes and n/10. Go raises the soft
-//     limit to the hard one at start on Linux, so this is usually the
-//     hard limit: 1024 allows 858 links, 65536 allows 58,854;
-//   - memory: the memory budget over LinkMemory, the budget being
-//     NodeMemoryBudget, or half of GOMEMLIMIT (debug.SetMemoryLimit) if
-//     that is smaller: the links' own state then takes at most as much
-//     as their streams may (1 GiB allows 21,845 links).
-//
-// Neither cap goes below minCap.
+// processCaps computes the caps on MaxConnections described at
+// ConnectionLimits.
 func processCaps(cfg Config, sockets bool) limitCaps {
 	var c limitCaps
 	if n, ok := openFileLimit(); ok && sockets {
@@ -253,6 +258,9 @@ func processCaps(cfg Config, sockets bool) limitCaps {
 func (c limitCaps) apply(l ConnectionLimits) (ConnectionLimits, bool) {
 	if c.links <= 0 || (l.MaxConnections > 0 && l.MaxConnections <= c.links) {
 		return l, false
+	}
+	if l.MaxConnections == 0 && l.Trim.HighWater == 0 {
+		l.Trim.HighWater = -1 // asked for no limit: a cap, but no watermarks derived from it
 	}
 	l.MaxConnections = c.links
 	l.MaxInboundConnections = min(l.MaxInboundConnections, c.links)

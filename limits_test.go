@@ -1,11 +1,9 @@
 package peerlink_test
 
 import (
-	"bytes"
 	"errors"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -82,19 +80,10 @@ func TestConnectionLimitsValidationNamesField(t *testing.T) {
 // below the open links trims down to them at once, lowest score first;
 // growing them lets more links in; links that fit stay.
 func TestSetConnectionLimitsShrinksByScoreAndGrows(t *testing.T) {
-	a := newManager(t, func(c *peerlink.Config) {
-		c.LimitExempt = loopbackExempt
+	a, sub, peers := hubWithPeers(t, 6, func(c *peerlink.Config) {
 		c.MaxConnections, c.MaxInboundConnections = 20, 20
 		c.Trim = peerlink.TrimConfig{HighWater: 10, LowWater: 8, GracePeriod: -1}
 	})
-	sub := a.Subscribe(64)
-	var peers []*peerlink.ConnectionManager
-	for range 6 {
-		p := newManager(t)
-		connect(t, p, a)
-		peers = append(peers, p)
-	}
-	connectedTo(t, a, sub, 6)
 	for _, p := range peers[:3] {
 		a.RecordSuccess(p.ID(), time.Millisecond)
 	}
@@ -149,24 +138,24 @@ func fmtEq[T comparable](a, b []T) bool {
 }
 
 // TestConnectionLimitCappedByMemoryBudget: with no limit set, the
-// connection limit is what the memory budget holds at LinkMemory a link,
-// and New says why in its log, once.
+// connection limit is what the memory budget holds at LinkMemory a link
+// (and no watermarks are derived from it), and New says why in its log,
+// once.
 func TestConnectionLimitCappedByMemoryBudget(t *testing.T) {
-	var log syncBuffer
+	log := make(lineLog, 64)
 	m := newManager(t, func(c *peerlink.Config) {
 		c.ListenAddrs = nil
 		c.Transport = peerlink.MemoryTransport(transport.NewMemoryNetwork()) // no file descriptors to count
 		c.MaxConnections, c.MaxInboundConnections = 0, 0
 		c.NodeMemoryBudget = 100 * peerlink.LinkMemory
-		c.Logger = zerolog.New(&log)
+		c.Logger = zerolog.New(log).Level(zerolog.InfoLevel)
 	})
 	got := m.ConnectionLimits()
-	if got.MaxConnections != 100 || got.Trim.HighWater != 50 || got.Trim.LowWater != 40 {
-		t.Fatalf("limits %+v, want 100 links (and watermarks 50/40)", got)
+	if got.MaxConnections != 100 || got.Trim.HighWater != -1 {
+		t.Fatalf("limits %+v, want 100 links (and, as no limit was asked for, no watermarks)", got)
 	}
-	out := log.String()
-	if strings.Count(out, "connection limit capped") != 1 || !strings.Contains(out, "NodeMemoryBudget") {
-		t.Fatalf("log %q does not say once why the limit was capped", out)
+	if capped := log.capped(); len(capped) != 1 || !strings.Contains(capped[0], "NodeMemoryBudget") {
+		t.Fatalf("log lines %q do not say once why the limit was capped", capped)
 	}
 	// A limit under the cap stands.
 	if err := m.SetConnectionLimits(peerlink.ConnectionLimits{MaxConnections: 60}); err != nil || m.ConnectionLimits().MaxConnections != 60 {
@@ -181,21 +170,28 @@ func TestConnectionLimitCappedByMemoryBudget(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// lineLog hands each log line to a channel (zerolog writes a line per
+// call), dropping lines once it is full.
+type lineLog chan string
+
+func (l lineLog) Write(p []byte) (int, error) {
+	select {
+	case l <- string(p):
+	default:
+	}
+	return len(p), nil
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// capped returns the lines logged so far that say the connection limit
+// was capped.
+func (l lineLog) capped() []string {
+	var lines []string
+	for len(l) > 0 {
+		if line := <-l; strings.Contains(line, "connection limit capped") {
+			lines = append(lines, line)
+		}
+	}
+	return lines
 }
 
 // BenchmarkLinkMemory measures what an idle link costs besides its

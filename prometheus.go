@@ -142,6 +142,10 @@ var (
 		"Inbound sockets pending now (handshaking, or admitted and waiting for Accept).")
 	descFirstByte = promDesc("listener_first_byte_timeouts_total",
 		"Inbound sockets closed for sending nothing within FirstByteTimeout.")
+	descTrims = promDesc("trims_total",
+		"Trims run (past the high water mark, TrimOpenConns, SetConnectionLimits); the links they closed are connections_closed_total{reason=\"trimmed\"}.")
+	descHighWater = promDesc("high_water_refusals_total",
+		"Inbound links refused at the high water mark (back pressure while a trim may not run).")
 	descPeerScore = promDesc("peer_quality_score",
 		"Quality score of the best and worst healthy peers (opt-in, bounded).", "peer")
 )
@@ -172,7 +176,8 @@ func (c *promCollector) Describe(ch chan<- *prometheus.Desc) {
 		descDials, descDialing, descDialErrors, descHandshake, descRequests, descReqErrors, descStreams,
 		descStreamsPrio, descStreamRefusals, descCircuits, descChecks, descCheckFails,
 		descQueueWrites, descQueueBytes, descQueueUtil, descBytesIn, descBytesOut, descMemory,
-		descMemoryLimit, descListenerRefusals, descListenerEvictions, descListenerPending, descFirstByte} {
+		descMemoryLimit, descListenerRefusals, descListenerEvictions, descListenerPending, descFirstByte,
+		descTrims, descHighWater} {
 		ch <- d
 	}
 	if c.opts.PeerScores > 0 {
@@ -273,6 +278,8 @@ func (c *promCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descListenerEvictions, float64(t.InboundEvictedSlow), "slow")
 	gauge(descListenerPending, float64(t.InboundPending))
 	counter(descFirstByte, float64(t.InboundFirstByteTimeout))
+	counter(descTrims, float64(s.Trim.Trims))
+	counter(descHighWater, float64(s.Trim.HighWaterRefusals))
 
 	if n := c.opts.PeerScores; n > 0 {
 		ps := m.HealthyPeers() // best first

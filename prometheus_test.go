@@ -124,6 +124,8 @@ var promTypes = map[string]dto.MetricType{
 	"peerlink_listener_evictions_total":           dto.MetricType_COUNTER,
 	"peerlink_listener_pending_handshakes":        dto.MetricType_GAUGE,
 	"peerlink_listener_first_byte_timeouts_total": dto.MetricType_COUNTER,
+	"peerlink_trims_total":                        dto.MetricType_COUNTER,
+	"peerlink_high_water_refusals_total":          dto.MetricType_COUNTER,
 }
 
 // checkHistogram checks a latency histogram's shape: seconds, the

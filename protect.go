@@ -137,37 +137,38 @@ func (m *ConnectionManager) Protect(id peer.ID, tag string) error {
 // Unprotect removes tag's protection of id and reports whether id is
 // still protected by another tag.
 func (m *ConnectionManager) Unprotect(id peer.ID, tag string) bool {
-	r, ok := m.peers.Get(id)
-	if !ok {
-		return false
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.tags == nil {
-		return false
-	}
-	delete(r.tags.protect, tag)
-	r.dropEmptyTags()
-	return r.tags.protected()
+	still := false
+	m.editTags(id, func(t *peerTags) {
+		delete(t.protect, tag)
+		still = t.protected()
+	})
+	return still
 }
 
 // IsProtected reports whether tag protects id; with tag "", whether any
 // tag does.
 func (m *ConnectionManager) IsProtected(id peer.ID, tag string) bool {
+	is := false
+	m.editTags(id, func(t *peerTags) {
+		_, is = t.protect[tag]
+		is = is || (tag == "" && t.protected())
+	})
+	return is
+}
+
+// editTags runs f on id's tags under its record's lock, if it has any,
+// and lets them go if f leaves none.
+func (m *ConnectionManager) editTags(id peer.ID, f func(*peerTags)) {
 	r, ok := m.peers.Get(id)
 	if !ok {
-		return false
+		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if tag == "" {
-		return r.tags.protected()
+	if r.tags != nil {
+		f(r.tags)
+		r.dropEmptyTags()
 	}
-	if r.tags == nil {
-		return false
-	}
-	_, ok = r.tags.protect[tag]
-	return ok
 }
 
 // TagPeer sets id's tag to value. A peer's tags add up, and their sum
@@ -182,16 +183,7 @@ func (m *ConnectionManager) TagPeer(id peer.ID, tag string, value int) error {
 
 // UntagPeer removes id's tag.
 func (m *ConnectionManager) UntagPeer(id peer.ID, tag string) {
-	r, ok := m.peers.Get(id)
-	if !ok {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.tags != nil {
-		delete(r.tags.values, tag)
-		r.dropEmptyTags()
-	}
+	m.editTags(id, func(t *peerTags) { delete(t.values, tag) })
 }
 
 // UpsertTag sets id's tag to upsert of its current value (0 if unset),
@@ -222,17 +214,8 @@ func (m *ConnectionManager) UpsertTag(id peer.ID, tag string, upsert func(int) i
 }
 
 // tagValue returns id's tag and whether it is set.
-func (m *ConnectionManager) tagValue(id peer.ID, tag string) (int, bool) {
-	r, ok := m.peers.Get(id)
-	if !ok {
-		return 0, false
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.tags == nil {
-		return 0, false
-	}
-	v, ok := r.tags.values[tag]
+func (m *ConnectionManager) tagValue(id peer.ID, tag string) (v int, ok bool) {
+	m.editTags(id, func(t *peerTags) { v, ok = t.values[tag] })
 	return v, ok
 }
 
@@ -361,16 +344,7 @@ func (t *DecayingTag) Bump(id peer.ID, delta int) error {
 
 // Remove takes the tag off id.
 func (t *DecayingTag) Remove(id peer.ID) {
-	r, ok := t.m.peers.Get(id)
-	if !ok {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.tags != nil {
-		delete(r.tags.decaying, t)
-		r.dropEmptyTags()
-	}
+	t.m.editTags(id, func(pt *peerTags) { delete(pt.decaying, t) })
 }
 
 // Close unregisters the tag: its values count on no peer from now on (each

@@ -145,6 +145,8 @@ type Statistics struct {
 	// Transport is the listener's and the dialer's own account: sockets
 	// admitted, refused as busy or for their address, evicted, failed.
 	Transport transport.Stats
+	// Trim counts trims and refusals at the high water mark (trim.go).
+	Trim TrimStatistics
 }
 
 // ConnectionStatistics counts links.
@@ -276,6 +278,7 @@ func (m *ConnectionManager) Statistics() Statistics {
 	if ts, ok := m.tr.(interface{ Stats() transport.Stats }); ok {
 		s.Transport = ts.Stats()
 	}
+	s.Trim = m.trimStatistics()
 	return s
 }
 

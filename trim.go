@@ -47,13 +47,18 @@ var ErrHighWater = fmt.Errorf("%w: past the high water mark", ErrConnectionLimit
 // Back pressure keeps the count from staying above HighWater however fast
 // links arrive: an inbound link that would take the count past HighWater
 // is admitted only if a trim may start at once (and it starts it); any
-// other is refused with ErrHighWater, which its dialer is told. So the
-// count passes HighWater by at most one inbound link, plus the links the
-// node dials itself (which only MaxConnections bounds), and it is back
-// at LowWater as soon as enough links are out of their grace period. A
-// node that refuses inbound links at MaxConnections or
-// MaxInboundConnections trims down to LowWater too (once per
-// SilencePeriod), so a node full of idle squatters makes room.
+// other is refused with ErrHighWater, which its dialer is told, unless
+// its peer is protected or persistent. So the count passes HighWater by
+// at most one inbound link, plus the links the node dials itself and
+// those of protected and persistent peers (which only the hard limits
+// bound). Links in their grace period neither go nor count against
+// LowWater (as in go-libp2p: a burst of newcomers must not push out the
+// peers that have shown their worth), so a trim may leave the count
+// above HighWater; it is retried every SilencePeriod, and the count is
+// back under HighWater within GracePeriod + SilencePeriod. A node that
+// refuses inbound links at MaxConnections or MaxInboundConnections trims
+// down to LowWater too (once per SilencePeriod), so that a node full of
+// idle squatters makes room.
 //
 // The watermarks sit under the hard limits: LowWater < HighWater ≤
 // MaxConnections. The hard limits refuse; the watermarks trim.
@@ -100,8 +105,25 @@ type trimState struct {
 	// run is held by the trim in progress: one at a time.
 	run chan struct{}
 
+	trims   atomic.Uint64 // trims run
 	refused atomic.Uint64 // inbound links refused at the high water mark
 	tags    tagRegistry   // decaying tags (protect.go)
+}
+
+// TrimStatistics count trims (Statistics.Trim). The links they closed are
+// Statistics.Connections.Closed["trimmed"].
+type TrimStatistics struct {
+	// Trims counts the trims run: past the high water mark, on a hard
+	// limit, by TrimOpenConns or SetConnectionLimits, whether or not they
+	// found a link to close.
+	Trims uint64
+	// HighWaterRefusals counts the inbound links refused with
+	// ErrHighWater.
+	HighWaterRefusals uint64
+}
+
+func (m *ConnectionManager) trimStatistics() TrimStatistics {
+	return TrimStatistics{Trims: m.trim.trims.Load(), HighWaterRefusals: m.trim.refused.Load()}
 }
 
 // linkMarks are what trimming and idle expiry note of a link.
@@ -170,10 +192,13 @@ func (m *ConnectionManager) noteLinkAdded() {
 	}
 }
 
-// highWaterRefusal is the admission rule for a new inbound link, given the
-// inbound links admitted and not yet registered (trim.Watermarks.Admit).
-func (m *ConnectionManager) highWaterRefusal(pending int64, now time.Time) error {
-	if m.limits().watermarks().Admit(int(m.conns.Load()+pending), now, m.lastTrim()) {
+// highWaterRefusal is the admission rule for a new inbound link from r's
+// peer, given the inbound links admitted and not yet registered
+// (trim.Watermarks.Admit). A protected or persistent peer is never
+// refused by the watermarks: a trim would not close its link either.
+// r.mu must be held.
+func (m *ConnectionManager) highWaterRefusal(r *record, pending int64, now time.Time) error {
+	if trimExempt(r) || m.limits().watermarks().Admit(int(m.conns.Load()+pending), now, m.lastTrim()) {
 		return nil
 	}
 	m.trim.refused.Add(1)
@@ -291,6 +316,7 @@ func (m *ConnectionManager) TrimOpenConns(ctx context.Context) (int, error) {
 // toLow, and to the hard limits in any case. m.trim.run must be held.
 func (m *ConnectionManager) trimLocked(now time.Time, lim *ConnectionLimits, toLow bool) int {
 	m.trim.lastTrim.Store(now.UnixNano())
+	m.trim.trims.Add(1)
 	cands, links := m.trimCandidates(now)
 	victims := lim.trimPolicy(toLow).Victims(now, cands, nil)
 	closed := 0

@@ -67,18 +67,25 @@ func sortedIDs(ids []peer.ID) []peer.ID {
 
 var loopbackExempt = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 
+// hubWithPeers returns a manager configured by mod, with n peers linked
+// to it (each dialed it), and a subscription to its events taken first.
+func hubWithPeers(t testing.TB, n int, mod func(*peerlink.Config)) (*peerlink.ConnectionManager, *peerlink.Subscription, []*peerlink.ConnectionManager) {
+	t.Helper()
+	hub := newManager(t, func(c *peerlink.Config) { c.LimitExempt = loopbackExempt }, mod)
+	sub := hub.Subscribe(256)
+	peers := make([]*peerlink.ConnectionManager, n)
+	for i := range peers {
+		peers[i] = newManager(t)
+		connect(t, peers[i], hub)
+	}
+	connectedTo(t, hub, sub, n)
+	return hub, sub, peers
+}
+
 func TestTrimOpenConnsClosesLowestScoresFirst(t *testing.T) {
-	a := newManager(t, func(c *peerlink.Config) {
+	a, sub, peers := hubWithPeers(t, 6, func(c *peerlink.Config) {
 		c.Trim = peerlink.TrimConfig{HighWater: 20, LowWater: 3, GracePeriod: -1}
 	})
-	sub := a.Subscribe(64)
-	var peers []*peerlink.ConnectionManager
-	for range 6 {
-		p := newManager(t)
-		connect(t, p, a)
-		peers = append(peers, p)
-	}
-	connectedTo(t, a, sub, 6)
 	badSide := peers[3].Subscribe(16)
 	good, bad := peers[:3], peers[3:]
 	for _, p := range good {
@@ -120,17 +127,9 @@ func TestTrimOpenConnsClosesLowestScoresFirst(t *testing.T) {
 // the low water mark: the peers with errors go first, and a tag keeps a
 // peer ahead of an untagged one of equal quality.
 func TestTrimPastHighWaterByScoreAndTags(t *testing.T) {
-	a := newManager(t, func(c *peerlink.Config) {
+	a, sub, peers := hubWithPeers(t, 4, func(c *peerlink.Config) {
 		c.Trim = peerlink.TrimConfig{HighWater: 4, LowWater: 2, GracePeriod: -1}
 	})
-	sub := a.Subscribe(64)
-	var peers []*peerlink.ConnectionManager
-	for range 4 {
-		p := newManager(t)
-		connect(t, p, a)
-		peers = append(peers, p)
-	}
-	connectedTo(t, a, sub, 4)
 	a.RecordError(peers[0].ID(), errors.New("timeout"))
 	a.RecordError(peers[1].ID(), errors.New("timeout"))
 	for _, p := range peers[2:] {
@@ -204,6 +203,29 @@ func TestTrimSparesProtectedPersistentAndYoung(t *testing.T) {
 	}
 }
 
+// TestTrimWhenFullAtHardLimit: a node whose inbound links are all taken
+// (MaxInboundConnections below the high water mark) refuses the next one
+// with ErrInboundLimit and trims down to the low water mark, worst first,
+// so that it does not refuse newcomers for ever.
+func TestTrimWhenFullAtHardLimit(t *testing.T) {
+	a, sub, peers := hubWithPeers(t, 4, func(c *peerlink.Config) {
+		c.MaxConnections, c.MaxInboundConnections = 10, 4
+		c.Trim = peerlink.TrimConfig{HighWater: 8, LowWater: 2, GracePeriod: -1}
+	})
+	for _, p := range peers[:2] {
+		a.RecordError(p.ID(), errors.New("useless"))
+	}
+	err := newManager(t).Connect(ctxT(t), a.AddrInfo())
+	var refused *transport.RemoteRefusedError
+	if !errors.As(err, &refused) || refused.Reason != peerlink.ErrInboundLimit.Error() {
+		t.Fatalf("fifth inbound link: %v, want refused at the inbound limit", err)
+	}
+	if got, want := sortedIDs(peersOf(trimmed(t, sub, 2))), idsOf(peers[:2]); !slices.Equal(got, want) {
+		t.Fatalf("trimmed %v, want the two useless peers %v", got, want)
+	}
+	connect(t, newManager(t), a) // room again
+}
+
 // TestTrimSilencePeriod: after a trim, another waits for SilencePeriod,
 // and meanwhile inbound links past the high water mark are refused with
 // ErrHighWater, which their dialer is told.
@@ -242,18 +264,31 @@ func TestTrimSilencePeriod(t *testing.T) {
 	if !errors.Is(peerlink.ErrHighWater, peerlink.ErrConnectionLimit) {
 		t.Error("ErrHighWater does not wrap ErrConnectionLimit")
 	}
+	// A protected peer is let in all the same.
+	vip := newManager(t)
+	if err := a.Protect(vip.ID(), "validator"); err != nil {
+		t.Fatal(err)
+	}
+	connect(t, vip, a)
+	connectedTo(t, a, sub, 5)
 	fake.Advance(5 * time.Second)
-	if n := a.ConnectionCount(); n != 4 {
-		t.Fatalf("ConnectionCount = %d inside the silence period, want 4", n)
+	if n := a.ConnectionCount(); n != 5 {
+		t.Fatalf("ConnectionCount = %d inside the silence period, want 5", n)
 	}
 	fake.Advance(5 * time.Second)
-	for _, ev := range trimmed(t, sub, 2) {
+	for _, ev := range trimmed(t, sub, 3) {
 		if ev.Time.Before(t0.Add(10 * time.Second)) {
 			t.Fatalf("second trim at %v, inside the silence period (ends %v)", ev.Time, t0.Add(10*time.Second))
 		}
+		if ev.Peer == vip.ID() {
+			t.Fatal("trimmed the protected peer")
+		}
 	}
 	if n := a.ConnectionCount(); n != 2 {
-		t.Fatalf("ConnectionCount = %d after the second trim, want 2", n)
+		t.Fatalf("ConnectionCount = %d after the second trim, want 2 (the protected peer and one more)", n)
+	}
+	if st := a.Statistics().Trim; st.Trims != 2 || st.HighWaterRefusals != 1 {
+		t.Fatalf("Statistics.Trim = %+v, want 2 trims and 1 refusal", st)
 	}
 }
 

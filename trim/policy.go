@@ -129,11 +129,10 @@ func (p Policy) Victims(now time.Time, cands []Candidate, dst []int) []int {
 	}
 	// The excess of crowded groups goes first, then the rest, each part
 	// in order; the links that stay need no place in either.
-	excess, rest := items, items[:0]
+	var excess, rest []item
 	if p.MaxPerGroup > 0 {
 		excess, rest = splitExcess(items, cands, p.MaxPerGroup)
 	} else {
-		excess = items[:0]
 		rest = slices.DeleteFunc(items, func(it item) bool { return it.stays })
 	}
 	for _, part := range [2][]item{excess, rest} {

@@ -141,32 +141,37 @@ func TestVictimsGroupExcessFirst(t *testing.T) {
 	// Group 1 is crowded (5 links) with the better priorities; group 2
 	// has two links of low priority. With 2 places per group, group 1's
 	// three weakest go before group 2's.
-	var cands []trim.Candidate
-	for i := range 5 {
-		c := old(i, float64(60+i))
-		c.Group = 1
-		cands = append(cands, c)
+	group := func(mod func([]trim.Candidate)) []trim.Candidate {
+		var cands []trim.Candidate
+		for i := range 5 {
+			c := old(i, float64(60+i))
+			c.Group = 1
+			cands = append(cands, c)
+		}
+		for i := 10; i < 12; i++ {
+			c := old(i, float64(i))
+			c.Group = 2
+			cands = append(cands, c)
+		}
+		mod(cands)
+		return cands
 	}
-	for i := 10; i < 12; i++ {
-		c := old(i, float64(i))
-		c.Group = 2
-		cands = append(cands, c)
-	}
-	got := peersOf(cands, trim.Policy{Target: 3, MaxPerGroup: 2}.Victims(t0, cands, nil))
-	if want := []int{0, 1, 2, 10}; !slices.Equal(got, want) {
-		t.Fatalf("victims %v, want %v", got, want)
-	}
-	// A kept link takes one of its group's places first.
-	cands[4].Keep = true
-	got = peersOf(cands, trim.Policy{Target: 3, MaxPerGroup: 2}.Victims(t0, cands, nil))
-	if want := []int{0, 1, 2, 10}; !slices.Equal(got, want) {
-		t.Fatalf("with a kept link: victims %v, want %v", got, want)
-	}
-	cands[4].Keep = false
-	cands[4].Opened = t0 // young: stays, takes a place, and does not count against the target
-	got = peersOf(cands, trim.Policy{Target: 3, MaxPerGroup: 2, GracePeriod: time.Minute}.Victims(t0, cands, nil))
-	if want := []int{0, 1, 2}; !slices.Equal(got, want) {
-		t.Fatalf("with a young link: victims %v, want %v", got, want)
+	for _, tc := range []struct {
+		name string
+		mod  func([]trim.Candidate)
+		want []int
+	}{
+		{"crowded group first", func([]trim.Candidate) {}, []int{0, 1, 2, 10}},
+		// A kept link takes one of its group's places first.
+		{"kept link", func(c []trim.Candidate) { c[4].Keep = true }, []int{0, 1, 2, 10}},
+		// A young link too, and it does not count against the target.
+		{"young link", func(c []trim.Candidate) { c[4].Opened = t0 }, []int{0, 1, 2}},
+	} {
+		cands := group(tc.mod)
+		got := peersOf(cands, trim.Policy{Target: 3, MaxPerGroup: 2, GracePeriod: time.Minute}.Victims(t0, cands, nil))
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: victims %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
 
