@@ -124,13 +124,14 @@ func (a *admission) InterceptSecured(dir transport.Direction, id peer.ID, remote
 	now := m.clock.Now()
 	if !replacing {
 		err := m.pending.admit(id, now, func(pending int64) error {
-			if max := m.cfg.MaxConnections; max > 0 && m.conns.Load()+pending >= int64(max) {
-				return transport.Refuse(transport.RefusalLimit, ErrConnectionLimit)
+			lim := m.limits()
+			if max := lim.MaxConnections; max > 0 && m.conns.Load()+pending >= int64(max) {
+				return m.refuseFull(ErrConnectionLimit)
 			}
-			if max := m.cfg.MaxInboundConnections; max > 0 && m.inbound.Load()+pending >= int64(max) {
-				return transport.Refuse(transport.RefusalLimit, ErrInboundLimit)
+			if max := lim.MaxInboundConnections; max > 0 && m.inbound.Load()+pending >= int64(max) {
+				return m.refuseFull(ErrInboundLimit)
 			}
-			return nil
+			return m.highWaterRefusal(r, pending, now)
 		})
 		if err != nil {
 			m.dropIfUnused(r)

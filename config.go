@@ -168,7 +168,11 @@ type Config struct {
 	Rand  rand.Source
 
 	// MaxConnections caps open links, inbound and outbound together.
-	// 0 means unlimited. Default 400.
+	// 0 means unlimited. Default 400. New caps it (and
+	// SetConnectionLimits, which changes it at run time) to what the
+	// process can hold, logging why: its open-file limit, less room for
+	// listeners, handshakes and files, and its memory budget at
+	// LinkMemory a link (see ConnectionLimits).
 	MaxConnections int
 
 	// MaxInboundConnections caps links the remote dialed, so that inbound
@@ -316,6 +320,16 @@ type Config struct {
 	// Warming configures connection warming: the peers kept warm, and
 	// preemptive scaling. Off by default; see WarmingConfig.
 	Warming WarmingConfig
+	// Trim sets the watermarks the node trims its links to, by quality
+	// score and tags: past HighWater (half of MaxConnections: 200) it
+	// closes links down to LowWater (160), never a protected or
+	// persistent peer nor a link younger than GracePeriod (1 min), at
+	// most once per SilencePeriod (10 s). See TrimConfig.
+	Trim TrimConfig
+
+	// Idle closes links that carry no stream for Idle.Timeout (5 min),
+	// checked every Idle.CleanupInterval (30 s). See IdleConfig.
+	Idle IdleConfig
 
 	// Logger receives structured logs (fields peer, addr, direction).
 	// Nothing is logged per message above debug. The zero Logger discards
@@ -474,9 +488,10 @@ func (cfg Config) withDefaults() (Config, error) {
 			return cfg, bad(fmt.Sprintf("PersistentPeers[%d]", i), "has no address")
 		}
 	}
-	if cfg.MaxConnections > 0 && cfg.MaxInboundConnections > cfg.MaxConnections {
-		return cfg, bad("MaxInboundConnections", "is %d, more than MaxConnections (%d)", cfg.MaxInboundConnections, cfg.MaxConnections)
+	if _, err := cfg.connectionLimits().resolve(); err != nil {
+		return cfg, err
 	}
+	cfg.Idle = cfg.Idle.withDefaults()
 	for i, a := range cfg.ListenAddrs {
 		if a == "" {
 			return cfg, bad(fmt.Sprintf("ListenAddrs[%d]", i), "is empty")

@@ -182,7 +182,7 @@ func (m *ConnectionManager) runDial(ctx context.Context, r *record, call *dialCa
 	defer call.cancel()
 	var l *link
 	err := ErrConnectionLimit
-	if m.cfg.MaxConnections <= 0 || m.conns.Load() < int64(m.cfg.MaxConnections) {
+	if max := m.limits().MaxConnections; max <= 0 || m.conns.Load() < int64(max) {
 		err = m.breakers.Execute(r.id, func() error {
 			var err error
 			l, err = m.dialAddrs(ctx, r, call, addrs)

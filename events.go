@@ -60,7 +60,13 @@ const (
 	ReasonShutdown
 	// ReasonUnhealthy: the link failed Health.FailureThreshold health
 	// checks in a row (a silent, black-holed link); Err has the last.
+	// EvictUnhealthy closes links failing their checks with it too.
 	ReasonUnhealthy
+	// ReasonTrimmed: the node held more links than its watermarks or
+	// limits allow, and this one ranked lowest (see TrimConfig).
+	ReasonTrimmed
+	// ReasonIdle: the link carried no stream for Idle.Timeout.
+	ReasonIdle
 )
 
 func (r DisconnectReason) String() string {
@@ -79,6 +85,10 @@ func (r DisconnectReason) String() string {
 		return "manager shutdown"
 	case ReasonUnhealthy:
 		return "health checks failed"
+	case ReasonTrimmed:
+		return "trimmed"
+	case ReasonIdle:
+		return "idle"
 	}
 	return fmt.Sprintf("reason(%d)", uint8(r))
 }

@@ -49,6 +49,8 @@ type link struct {
 	gone      chan struct{} // closed once the session ended and its handlers returned
 
 	detached bool // under rec.mu
+
+	marks linkMarks // its use and network group, for idle expiry and trimming (trim.go)
 }
 
 func (l *link) dir() transport.Direction {
@@ -174,7 +176,8 @@ func (m *ConnectionManager) register(conn transport.Conn) (*link, error) {
 		return old, nil
 	}
 	// A replacement takes the old link's place in the limits.
-	limit, inLimit := m.cfg.MaxConnections, m.cfg.MaxInboundConnections
+	lim := m.limits()
+	limit, inLimit := lim.MaxConnections, lim.MaxInboundConnections
 	if old != nil {
 		limit, inLimit = 0, 0
 	}
@@ -245,6 +248,7 @@ func (m *ConnectionManager) register(conn transport.Conn) (*link, error) {
 		old.startClose()
 	}
 	go m.own(l)
+	m.noteLinkAdded()
 	return l, nil
 }
 

@@ -74,7 +74,8 @@ type ConnectionManager struct {
 	pending *pendingAdmissions
 	live    liveRecords // the records with a link, for SelectBest
 
-	warm warmer // connection warming (warm.go)
+	warm warmer    // connection warming (warm.go)
+	trim trimState // limits at run time, trimming, tags (trim.go, limits.go, protect.go)
 }
 
 // New returns a manager listening on cfg.ListenAddrs.
@@ -133,6 +134,7 @@ func New(cfg Config) (*ConnectionManager, error) {
 		}
 		return nil, fmt.Errorf("peerlink: transport: %w", err)
 	}
+	m.initLimits()
 	for _, addr := range cfg.ListenAddrs {
 		if err := m.Listen(addr); err != nil {
 			_ = m.Close()
@@ -146,6 +148,7 @@ func New(cfg Config) (*ConnectionManager, error) {
 		}
 	}
 	m.spawn(m.pruneLoop)
+	m.spawn(m.upkeep)
 	if err := m.startWarming(); err != nil {
 		_ = m.Close()
 		return nil, err

@@ -89,7 +89,7 @@ var (
 	descOpened = promDesc("connections_opened_total",
 		"Links opened since start, by direction (inbound, outbound).", "direction")
 	descClosed = promDesc("connections_closed_total",
-		"Links closed since start, by reason (local, remote, error, replaced, shutdown, unhealthy).", "reason")
+		"Links closed since start, by reason (local, remote, error, replaced, shutdown, unhealthy, trimmed, idle).", "reason")
 	descConns = promDesc("connections",
 		"Links open now, by direction.", "direction")
 	descPeers = promDesc("peers",
@@ -146,6 +146,10 @@ var (
 		"Inbound sockets pending now (handshaking, or admitted and waiting for Accept).")
 	descFirstByte = promDesc("listener_first_byte_timeouts_total",
 		"Inbound sockets closed for sending nothing within FirstByteTimeout.")
+	descTrims = promDesc("trims_total",
+		"Trims run (past the high water mark, TrimOpenConns, SetConnectionLimits); the links they closed are connections_closed_total{reason=\"trimmed\"}.")
+	descHighWater = promDesc("high_water_refusals_total",
+		"Inbound links refused at the high water mark (back pressure while a trim may not run).")
 	descPeerScore = promDesc("peer_quality_score",
 		"Quality score of the best and worst healthy peers (opt-in, bounded).", "peer")
 )
@@ -154,7 +158,8 @@ var (
 // DisconnectReason; reasonKeys the keys of Statistics.Connections.Closed.
 var (
 	reasonLabels = [numReasons]string{ReasonNone: "none", ReasonLocal: "local", ReasonRemote: "remote",
-		ReasonError: "error", ReasonReplaced: "replaced", ReasonShutdown: "shutdown", ReasonUnhealthy: "unhealthy"}
+		ReasonError: "error", ReasonReplaced: "replaced", ReasonShutdown: "shutdown", ReasonUnhealthy: "unhealthy",
+		ReasonTrimmed: "trimmed", ReasonIdle: "idle"}
 	circuitLabels = [...]struct{ key, label string }{{"closed", "closed"}, {"half-open", "half_open"}, {"open", "open"}}
 )
 
@@ -175,7 +180,8 @@ func (c *promCollector) Describe(ch chan<- *prometheus.Desc) {
 		descDials, descDialing, descWarmPeers, descWarmAttempts, descWarmFailures, descDialErrors, descHandshake, descRequests, descReqErrors, descStreams,
 		descStreamRefusals, descCircuits, descChecks, descCheckFails,
 		descQueueWrites, descQueueBytes, descQueueUtil, descBytesIn, descBytesOut, descMemory,
-		descMemoryLimit, descListenerRefusals, descListenerEvictions, descListenerPending, descFirstByte} {
+		descMemoryLimit, descListenerRefusals, descListenerEvictions, descListenerPending, descFirstByte,
+		descTrims, descHighWater} {
 		ch <- d
 	}
 	if c.opts.PeerScores > 0 {
@@ -281,6 +287,8 @@ func (c *promCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descListenerEvictions, float64(t.InboundEvictedSlow), "slow")
 	gauge(descListenerPending, float64(t.InboundPending))
 	counter(descFirstByte, float64(t.InboundFirstByteTimeout))
+	counter(descTrims, float64(s.Trim.Trims))
+	counter(descHighWater, float64(s.Trim.HighWaterRefusals))
 
 	if n := c.opts.PeerScores; n > 0 {
 		ps := m.HealthyPeers() // best first

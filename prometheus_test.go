@@ -126,6 +126,8 @@ var promTypes = map[string]dto.MetricType{
 	"peerlink_listener_evictions_total":           dto.MetricType_COUNTER,
 	"peerlink_listener_pending_handshakes":        dto.MetricType_GAUGE,
 	"peerlink_listener_first_byte_timeouts_total": dto.MetricType_COUNTER,
+	"peerlink_trims_total":                        dto.MetricType_COUNTER,
+	"peerlink_high_water_refusals_total":          dto.MetricType_COUNTER,
 }
 
 // checkHistogram checks a latency histogram's shape: seconds, the
@@ -222,7 +224,7 @@ func TestPrometheusMetrics(t *testing.T) {
 	// Fixed label sets, one series each: no per-peer labels.
 	for name, want := range map[string]string{
 		"peerlink_dial_errors_total":         "timeout refused busy addr_limit identity circuit_open limit canceled other",
-		"peerlink_connections_closed_total":  "local remote error replaced shutdown unhealthy",
+		"peerlink_connections_closed_total":  "local remote error replaced shutdown unhealthy trimmed idle",
 		"peerlink_circuit_transitions_total": "closed half_open open",
 		"peerlink_listener_refusals_total":   "busy addr_limit gater",
 	} {

@@ -70,6 +70,9 @@ type record struct {
 	openUntil atomic.Int64
 	// warm is the peer's warming state (warm.go), nil until first needed.
 	warm atomic.Pointer[warmRecord]
+	// tags are the application's protection and tags (protect.go); nil
+	// for a peer it never tagged.
+	tags *peerTags
 }
 
 // pendingInbound returns a channel closed when the next link registers, and
@@ -99,7 +102,7 @@ func (r *record) nextLink() <-chan struct{} {
 // busy reports whether the record has a link, a dial or an admitted link
 // on its way, or is kept connected. r.mu must be held.
 func (r *record) busy() bool {
-	return r.link != nil || r.dial != nil || !r.admitted.IsZero() || r.persistent || r.reconnecting
+	return r.link != nil || r.dial != nil || !r.admitted.IsZero() || r.persistent || r.reconnecting || r.tags.protected()
 }
 
 // AddPeer records a peer's addresses in the address book without dialing.
@@ -261,6 +264,7 @@ func (m *ConnectionManager) PruneRecords() int {
 			Connected:  r.link != nil || !r.admitted.IsZero(),
 			Dialing:    r.dial != nil || r.reconnecting,
 			Persistent: r.persistent,
+			Protected:  r.tags.protected(),
 			LastActive: r.lastActive,
 		}, now, m.cfg.RecordRetention) {
 			m.removeLocked(r)

@@ -73,12 +73,21 @@ func (m *ConnectionManager) QualityScore(id peer.ID) float64 {
 
 // scoreOf returns r's cached score, recomputing it if it is scoreTTL old.
 func (m *ConnectionManager) scoreOf(r *record, now time.Time) float64 {
-	if at := r.scoredAt.Load(); at != 0 && now.UnixNano()-at < int64(scoreTTL) {
-		return math.Float64frombits(r.score.Load())
+	if s, ok := cachedScore(r, now); ok {
+		return s
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return m.rescoreLocked(r, now, false).Score
+}
+
+// cachedScore returns r's cached score, if it is younger than scoreTTL at
+// now. It reads atomics only.
+func cachedScore(r *record, now time.Time) (float64, bool) {
+	if at := r.scoredAt.Load(); at != 0 && now.UnixNano()-at < int64(scoreTTL) {
+		return math.Float64frombits(r.score.Load()), true
+	}
+	return 0, false
 }
 
 // ScoreBreakdown returns id's score with its parts (each with its weight

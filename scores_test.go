@@ -14,8 +14,8 @@ import (
 )
 
 // fakeNet returns a maker of managers on one in-memory network and one
-// fake clock, health monitor off: their figures move only when the test
-// moves them.
+// fake clock, health monitor and idle expiry off: their figures and links
+// move only when the test moves them.
 func fakeNet(t testing.TB) (mk func(name string, mods ...func(*peerlink.Config)) *peerlink.ConnectionManager, fake *clock.Fake) {
 	net := transport.NewMemoryNetwork()
 	fake = clock.NewFake(time.Unix(1_000_000, 0))
@@ -25,6 +25,7 @@ func fakeNet(t testing.TB) (mk func(name string, mods ...func(*peerlink.Config))
 			c.ListenAddrs = []string{name}
 			c.Clock = fake
 			c.DisableHealthMonitor = true
+			c.Idle.Timeout = -1
 		}}, mods...)...)
 	}, fake
 }

@@ -56,7 +56,7 @@ const (
 	throughputBucket  = 10 * time.Second
 )
 
-const numReasons = int(ReasonUnhealthy) + 1
+const numReasons = int(ReasonIdle) + 1
 
 // DialError classes for Statistics.Dials.Errors.
 const (
@@ -151,6 +151,8 @@ type Statistics struct {
 	// Transport is the listener's and the dialer's own account: sockets
 	// admitted, refused as busy or for their address, evicted, failed.
 	Transport transport.Stats
+	// Trim counts trims and refusals at the high water mark (trim.go).
+	Trim TrimStatistics
 }
 
 // ConnectionStatistics counts links.
@@ -279,6 +281,7 @@ func (m *ConnectionManager) Statistics() Statistics {
 	if ts, ok := m.tr.(interface{ Stats() transport.Stats }); ok {
 		s.Transport = ts.Stats()
 	}
+	s.Trim = m.trimStatistics()
 	return s
 }
 

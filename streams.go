@@ -23,7 +23,7 @@ func (m *ConnectionManager) SetStreamHandler(protocol string, h mux.Handler) err
 	if h == nil {
 		return fmt.Errorf("peerlink: nil handler for protocol %q", protocol)
 	}
-	m.handlers.Store(protocol, h)
+	m.handlers.Store(protocol, m.noteHandlerUse(h))
 	return nil
 }
 
@@ -76,6 +76,9 @@ func (m *ConnectionManager) OpenStream(ctx context.Context, id peer.ID, protocol
 		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) &&
 			!errors.Is(err, mux.ErrStreamLimit) && !errors.Is(err, mux.ErrGoAway) {
 			l.health.RecordError()
+		}
+		if err == nil {
+			m.noteUse(l)
 		}
 		return s, err
 	}

@@ -81,11 +81,19 @@ func (w *WarmingConfig) setDefaults(cfg *Config) error {
 	bad := func(field, format string, args ...any) error {
 		return fmt.Errorf("%w: Warming.%s %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
 	}
+	limits, err := cfg.connectionLimits().resolve()
+	if err != nil {
+		return err
+	}
 	switch {
 	case w.MinWarm < 0:
 		return bad("MinWarm", "is %d; want 0 (off) or more", w.MinWarm)
 	case cfg.MaxConnections > 0 && w.MinWarm > cfg.MaxConnections:
 		return bad("MinWarm", "is %d, more than MaxConnections (%d)", w.MinWarm, cfg.MaxConnections)
+	case limits.Trim.LowWater > 0 && w.MinWarm > limits.Trim.LowWater:
+		// The kept peers are never trimmed: a trim could not reach the
+		// low water mark.
+		return bad("MinWarm", "is %d, more than Trim.LowWater (%d)", w.MinWarm, limits.Trim.LowWater)
 	case w.Interval < 0:
 		return bad("Interval", "is %v; want a positive duration, or 0 for the default", w.Interval)
 	case math.IsNaN(w.ExploreShare) || w.ExploreShare > 1:
@@ -226,6 +234,21 @@ func (m *ConnectionManager) kickWarm() {
 	case m.warm.kick <- struct{}{}:
 	default:
 	}
+}
+
+// warmRoom is how many links warming may add to n open under the limits
+// in force (-1: no limit): up to the high water mark if there is one,
+// else to MaxConnections, so that warming never starts what a trim would
+// undo.
+func warmRoom(l *ConnectionLimits, n int) int {
+	limit := l.MaxConnections
+	if hw := l.Trim.HighWater; hw > 0 && (limit <= 0 || hw < limit) {
+		limit = hw
+	}
+	if limit <= 0 {
+		return -1
+	}
+	return max(limit-n, 0)
 }
 
 // keptWarm reports whether r is one of the peers the keep-warm loop keeps
@@ -586,10 +609,7 @@ func (m *ConnectionManager) KeepWarm() int {
 			recs = append(recs, r)
 		}
 	}
-	room := -1
-	if limit := m.cfg.MaxConnections; limit > 0 {
-		room = max(limit-int(m.conns.Load()), 0)
-	}
+	room := warmRoom(m.limits(), int(m.conns.Load()))
 	wm.policy.Plan(now, cands, load, room, &wm.plan)
 	for i, r := range recs {
 		if role := wm.plan.Roles[i]; role != cands[i].Role {

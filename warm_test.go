@@ -560,12 +560,6 @@ func TestKeepWarmIgnoresInboundOnlyPeers(t *testing.T) {
 	}
 }
 
-func sortedIDs(ids []peer.ID) []peer.ID {
-	ids = slices.Clone(ids)
-	slices.SortFunc(ids, peer.ID.Compare)
-	return ids
-}
-
 // The loop's rounds run on the manager's clock: a peer added after the
 // first round is warmed when the fake clock reaches the next one.
 func TestKeepWarmRoundsOnTheClock(t *testing.T) {
@@ -742,5 +736,62 @@ func BenchmarkKeepWarmRound(b *testing.B) {
 		if n := a.KeepWarm(); n != 0 {
 			b.Fatalf("started %d", n)
 		}
+	}
+}
+
+// The peers kept warm are the node's own choice: idle expiry and trims
+// leave their links alone, while an explored or extra peer's idle link
+// goes. Warming fills no further than the high water mark.
+func TestKeptWarmPeersSurviveIdleExpiryAndTrims(t *testing.T) {
+	fake := clock.NewFake(time.Unix(1_000_000, 0))
+	a := newManager(t, func(c *peerlink.Config) {
+		c.Clock = fake
+		c.DisableHealthMonitor = true
+		c.Warming.MinWarm = 2
+		c.Warming.ExploreShare = -1
+		c.Warming.Interval = time.Hour // rounds only when asked
+		c.Idle = peerlink.IdleConfig{Timeout: 5 * time.Minute, CleanupInterval: -1}
+	})
+	sub := a.Subscribe(0)
+	defer sub.Close()
+	ps := peers(t, 4)
+	addAll(t, a, ps)
+	a.KeepWarm()
+	waitUntil(t, sub, "2 peers are warm", func() bool { return len(a.WarmPeers()) == 2 })
+	kept := a.KeptWarmPeers()
+	// Two more links the node did not choose to keep.
+	for _, p := range ps {
+		if !slices.Contains(kept, p.ID()) {
+			connect(t, a, p)
+		}
+	}
+	fake.Advance(6 * time.Minute)
+	if n := a.EvictIdle(); n != 2 {
+		t.Fatalf("EvictIdle = %d, want the 2 links not kept warm", n)
+	}
+	if got := a.Peers(); !slices.Equal(got, sortedIDs(kept)) {
+		t.Fatalf("peers after idle expiry %v, want the kept ones %v", got, sortedIDs(kept))
+	}
+	// A trim to nothing leaves them too.
+	if err := a.SetConnectionLimits(peerlink.ConnectionLimits{MaxConnections: 10, Trim: peerlink.TrimConfig{HighWater: 2, LowWater: 1, GracePeriod: -1, MinOutbound: -1}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := a.TrimOpenConns(ctxT(t)); err != nil || n != 0 {
+		t.Fatalf("TrimOpenConns = %d, %v; want nothing closed", n, err)
+	}
+	if got := a.ConnectionCount(); got != 2 {
+		t.Fatalf("%d links after the trim, want the 2 kept warm", got)
+	}
+}
+
+// MinWarm cannot exceed the low water mark: kept peers are never trimmed,
+// so a trim could never reach it.
+func TestMinWarmAboveLowWaterRefused(t *testing.T) {
+	cfg := peerlink.DefaultConfig()
+	cfg.ListenAddrs = nil
+	cfg.Trim = peerlink.TrimConfig{HighWater: 10, LowWater: 5}
+	cfg.Warming.MinWarm = 6
+	if _, err := peerlink.New(cfg); !errors.Is(err, peerlink.ErrInvalidConfig) || !strings.Contains(err.Error(), "Warming.MinWarm") || !strings.Contains(err.Error(), "LowWater") {
+		t.Fatalf("New with MinWarm above LowWater: %v, want an error naming both", err)
 	}
 }
