@@ -238,7 +238,7 @@ type Config struct {
 	LinkWriteTimeout time.Duration
 
 	// TargetBandwidth (bytes/s, 12.5 MB/s = 100 Mbit/s), MaxStreamWindow
-	// (16 MiB) and PeerMemoryBudget (64 MiB) size each link's stream
+	// (16 MiB) and PeerMemoryBudget (135 MiB) size each link's stream
 	// window for long links: twice the bandwidth-delay product of the RTT the
 	// handshake measured, clamped to [256 KiB, MaxStreamWindow]. One
 	// stream can then use TargetBandwidth across the link instead of 256

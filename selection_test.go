@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -180,8 +181,11 @@ func TestSelectBestSkipsOpenCircuit(t *testing.T) {
 			t.Fatal("dial to nowhere succeeded")
 		}
 	}
+	sub := a.Subscribe(8)
+	defer sub.Close()
 	connect(t, b, a)
-	if _, err := a.SelectBest(ctxT(t), nil); !errors.Is(err, balancer.ErrNoCandidate) {
+	waitEvent(t, sub, func(e peerlink.Event) bool { return e.Type == peerlink.EventConnected }) // a registers b's link on its own time
+	if _, err := a.SelectBest(ctxT(t), nil); !errors.Is(err, balancer.ErrNoCandidate) || !strings.Contains(err.Error(), "among 1 peers") {
 		t.Fatalf("SelectBest with the only peer's circuit open: %v, want ErrNoCandidate", err)
 	}
 	if _, err := a.SelectBest(ctxT(t), []peer.ID{b.ID()}); !errors.Is(err, balancer.ErrNoCandidate) {

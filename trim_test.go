@@ -47,7 +47,8 @@ func peersOf(evs []peerlink.Event) []peer.ID {
 // registers a moment after its dialer's Connect returns).
 func connectedTo(t testing.TB, m *peerlink.ConnectionManager, sub *peerlink.Subscription, n int) {
 	t.Helper()
-	waitUntil(t, sub, "the links are registered", func() bool { return m.ConnectionCount() >= n })
+	// ConnectionCount counts links from admission; Peers, once registered.
+	waitUntil(t, sub, "the links are registered", func() bool { return len(m.Peers()) >= n })
 }
 
 func idsOf(ms []*peerlink.ConnectionManager) []peer.ID {

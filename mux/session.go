@@ -986,8 +986,9 @@ func (s *Session) handlerReturned(st *Stream) {
 		}
 		return
 	}
+	// Counted and reported before the reset, so that the remote, once it
+	// sees the reset, finds the panic counted (HandlerPanics).
 	s.panics.Add(1)
-	st.reset(ResetHandlerFailed)
 	s.log.Error().
 		Str("protocol", st.protocol).
 		Uint32("stream", st.id).
@@ -997,6 +998,7 @@ func (s *Session) handlerReturned(st *Stream) {
 	if f := s.cfg.OnHandlerPanic; f != nil {
 		f(s.remote, st.protocol, v)
 	}
+	st.reset(ResetHandlerFailed)
 }
 
 // refuse resets a yamux stream that never became a Stream, with code.
