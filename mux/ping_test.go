@@ -224,3 +224,35 @@ func TestPingShared(t *testing.T) {
 		}
 	})
 }
+
+// A probe that joins a ping about to time out is not failed by that
+// ping's timeout, which began before it came: it pings again, and its own
+// deadline decides. (A health probe landing in the instant a previous
+// probe's ping times out would otherwise fail at once, or not, by which
+// of two timers at one instant runs first.)
+func TestPingJoinedLateOutlivesTheOldTimeout(t *testing.T) {
+	inBubble(t, func(t *testing.T) {
+		cc, sc := net.Pipe()
+		sw := newSwallowConn(cc)
+		cfg := testConfig()
+		cfg.ConnectionWriteTimeout = 10 * time.Second
+		p := newPair(t, sw, sc, cfg, cfg, nil, nil)
+		sw.swallow.Store(true)
+		first := make(chan error, 1)
+		go func() {
+			_, err := p.client.PingContext(context.Background())
+			first <- err
+		}()
+		time.Sleep(9 * time.Second)
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := p.client.PingContext(ctx)
+		if waited := time.Since(start); waited != 5*time.Second || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("joined at 9 s: %v after %v, want its own 5 s deadline to end it", err, waited)
+		}
+		if err := <-first; !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("the first ping: %v, want its timeout", err)
+		}
+	})
+}

@@ -364,27 +364,39 @@ type pingCall struct {
 // one: a session never has more than one such goroutine, however often
 // PingContext is called with short deadlines. A caller that joins a ping already in flight gets
 // that ping's round-trip time; its answer arrived after the caller came,
-// which is what a liveness check needs.
+// which is what a liveness check needs. If the joined ping times out, the
+// caller pings again within its own ctx: the timeout began before it came.
 func (s *Session) PingContext(ctx context.Context) (time.Duration, error) {
 	if ctx.Err() != nil {
 		return 0, contextErr("mux: ping", ctx)
 	}
-	s.mu.Lock()
-	c := s.ping
-	if c == nil {
-		if !s.goLocked() {
-			s.mu.Unlock()
-			return 0, s.closedErr()
+	var c *pingCall
+	for {
+		s.mu.Lock()
+		c = s.ping
+		joined := c != nil
+		if c == nil {
+			if !s.goLocked() {
+				s.mu.Unlock()
+				return 0, s.closedErr()
+			}
+			c = &pingCall{done: make(chan struct{})}
+			s.ping = c
+			go s.runPing(c)
 		}
-		c = &pingCall{done: make(chan struct{})}
-		s.ping = c
-		go s.runPing(c)
-	}
-	s.mu.Unlock()
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-		return 0, contextErr("mux: ping", ctx)
+		s.mu.Unlock()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return 0, contextErr("mux: ping", ctx)
+		}
+		// A ping joined late that gave up on its own time says nothing
+		// of this caller's: ask again (a fresh ping has the whole
+		// timeout), so that when a probe lands in the instant a ping
+		// times out does not decide its outcome.
+		if !joined || (c.err != yamux.ErrTimeout && c.err != yamux.ErrConnectionWriteTimeout) {
+			break
+		}
 	}
 	switch err := c.err; {
 	case err == nil:
