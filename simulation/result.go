@@ -50,8 +50,8 @@ func (k Kind) isFault() bool { return k < KindConnected }
 // Record is one line of a run's trace.
 type Record struct {
 	// At is the virtual time since Start.
-	At time.Duration `json:"at"`
-	Kind Kind        `json:"kind"`
+	At   time.Duration `json:"at"`
+	Kind Kind          `json:"kind"`
 	// Node is the node the event happened at, or the fault's first node
 	// (-1 for a heal); Inc is that node's incarnation (1 for its first
 	// start, one more per restart).

@@ -25,3 +25,25 @@ func TestRunBaseline(t *testing.T) {
 		t.Logf("%+v", *res)
 	})
 }
+
+func TestRunDeterministic(t *testing.T) {
+	sc := baseline(20)
+	sc.Faults = []Fault{
+		{Kind: FaultChurn, At: Duration(5 * time.Second), For: Duration(15 * time.Second), Rate: 0.5, Down: Duration(3 * time.Second)},
+		{Kind: FaultReset, At: Duration(7 * time.Second), Nodes: []int{0, 1}},
+	}
+	var hashes []string
+	for range 3 {
+		inBubble(t, func(t *testing.T) {
+			res, err := Run(t.Context(), sc, bubbleOpts())
+			if err != nil {
+				t.Fatal(err)
+			}
+			hashes = append(hashes, res.TraceHash)
+			t.Logf("hash %s, %d records, %d crashes, reconnect after restart %+v", res.TraceHash, res.TraceLen, res.Crashes, res.ReconnectAfterRestart)
+		})
+	}
+	if hashes[0] != hashes[1] || hashes[1] != hashes[2] {
+		t.Fatalf("one seed, different traces: %v", hashes)
+	}
+}

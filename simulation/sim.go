@@ -210,6 +210,10 @@ func (s *Sim) startNode(i int) error {
 		if err := m.AddPersistentPeer(peer.AddrInfo{ID: s.ids[j].ID(), Addrs: []string{s.net.Addr(j)}}); err != nil {
 			return fmt.Errorf("simulation: node %d: persistent peer %d: %w", i, j, err)
 		}
+		// Each reconnect loop draws its first wait from the manager's
+		// one random source as it starts: let it, before the next loop
+		// starts, so that the draws go to the peers in a fixed order.
+		s.settle()
 	}
 	return nil
 }
@@ -339,10 +343,14 @@ func (s *Sim) sleepUntil(ctx context.Context, at time.Duration) error {
 			return ctx.Err()
 		}
 	}
+	s.settle()
+	return nil
+}
+
+func (s *Sim) settle() {
 	if s.opts.Settle != nil {
 		s.opts.Settle()
 	}
-	return nil
 }
 
 // apply carries out one scheduled fault.
