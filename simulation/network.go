@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -402,7 +403,7 @@ func (nw *Network) attach(c net.Conn, local, remote int, dialAddr string) *simCo
 	for _, d := range extra {
 		top = d.Wrap(top)
 	}
-	sc := &simConn{Conn: c, nw: nw, local: local, remote: remote, dialAddr: dialAddr, top: top, holed: make(chan struct{})}
+	sc := &simConn{Conn: c, nw: nw, local: local, remote: remote, dialAddr: dialAddr, top: top, holed: make(chan struct{}), done: make(chan struct{}), rdlChanged: make(chan struct{})}
 	nw.mu.Lock()
 	k := keyOf(local, remote)
 	if nw.conns[k] == nil {
@@ -445,10 +446,14 @@ type simConn struct {
 	local, remote int
 	dialAddr      string
 
-	mu     sync.Mutex
-	top    net.Conn  // the stack's top: Write and Read go through it
-	wdl    time.Time // the write deadline, for layers pushed later
-	closed bool
+	mu  sync.Mutex
+	top net.Conn  // the stack's top: Write and Read go through it
+	wdl time.Time // the write deadline, for layers pushed later
+	rdl time.Time // the read deadline, for reads waiting in a hole
+	// rdlChanged is closed, and replaced, when rdl changes.
+	rdlChanged chan struct{}
+	closed     bool
+	done       chan struct{} // closed by Close
 
 	holeOnce sync.Once
 	holed    chan struct{}
@@ -487,17 +492,56 @@ func (c *simConn) push(extra faultnet.Link) {
 }
 
 // Read reads through the stack. Once black-holed it discards whatever
-// still arrives and returns only an error: a read deadline or the close.
+// still arrives, hides the far end's close (which cannot cross the hole
+// either) and returns only at the read deadline or its own Close.
 func (c *simConn) Read(p []byte) (int, error) {
 	for {
 		n, err := c.current().Read(p)
 		if !c.isHoled() {
 			return n, err
 		}
-		if err != nil {
+		if err == nil {
+			continue
+		}
+		if isTimeout(err) {
 			return 0, err
 		}
+		return 0, c.waitHoled()
 	}
+}
+
+// waitHoled blocks a read on a black-holed conn whose far end is gone
+// until the read deadline passes or the conn is closed.
+func (c *simConn) waitHoled() error {
+	for {
+		c.mu.Lock()
+		dl, changed := c.rdl, c.rdlChanged
+		c.mu.Unlock()
+		var expire <-chan time.Time
+		var t *time.Timer
+		if !dl.IsZero() {
+			t = time.NewTimer(time.Until(dl))
+			expire = t.C
+		}
+		select {
+		case <-expire:
+			return &net.OpError{Op: "read", Net: "memory", Addr: c.RemoteAddr(), Err: os.ErrDeadlineExceeded}
+		case <-c.done:
+			if t != nil {
+				t.Stop()
+			}
+			return &net.OpError{Op: "read", Net: "memory", Addr: c.RemoteAddr(), Err: net.ErrClosed}
+		case <-changed: // a new deadline applies to this read too
+			if t != nil {
+				t.Stop()
+			}
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // Write writes through the stack; once black-holed it reports success
@@ -524,6 +568,7 @@ func (c *simConn) Close() error {
 		return &net.OpError{Op: "close", Net: "memory", Addr: c.RemoteAddr(), Err: net.ErrClosed}
 	}
 	c.closed = true
+	close(c.done)
 	top := c.top
 	c.mu.Unlock()
 	c.nw.forget(c)
@@ -537,7 +582,15 @@ func (c *simConn) SetDeadline(t time.Time) error {
 	return c.SetWriteDeadline(t)
 }
 
-func (c *simConn) SetReadDeadline(t time.Time) error { return c.current().SetReadDeadline(t) }
+func (c *simConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.rdl = t
+	close(c.rdlChanged)
+	c.rdlChanged = make(chan struct{})
+	top := c.top
+	c.mu.Unlock()
+	return top.SetReadDeadline(t)
+}
 
 func (c *simConn) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
