@@ -484,6 +484,10 @@ func (c *simConn) push(extra faultnet.Link) {
 	if c.closed {
 		return
 	}
+	// The caller's write deadline bounds its writes into the new top;
+	// the layer below is written by the top's delivery goroutine, which
+	// an old deadline there would fail.
+	_ = c.top.SetWriteDeadline(time.Time{})
 	top := extra.Wrap(c.top)
 	if !c.wdl.IsZero() {
 		_ = top.SetWriteDeadline(c.wdl)

@@ -185,9 +185,14 @@ func TestNetworkDegrade(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A write deadline set before the degradation must not fail the
+		// writes after it, once the caller has moved it on.
+		_ = ca.SetWriteDeadline(time.Now().Add(time.Second))
 		if err := r.nw.Degrade(0, 1, faultnet.Link{Latency: 90 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
+		_ = ca.SetWriteDeadline(time.Now().Add(time.Hour))
+		time.Sleep(2 * time.Second)
 		if got := oneWay(t, ca, cb); got != 100*time.Millisecond {
 			t.Fatalf("degraded 0→1 took %v, want 100ms", got)
 		}

@@ -1,6 +1,7 @@
 package simulation
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -110,6 +111,135 @@ func TestRunPartitionAndHeal(t *testing.T) {
 		if r.Count != cut || r.Missing != 0 || r.Max.D() > 30*time.Second {
 			t.Fatalf("reconnect after heal %+v: want all %d cut links back within 30 s", r, cut)
 		}
+		if last := res.Samples[len(res.Samples)-1]; last.EdgesUp != res.Edges {
+			t.Fatalf("at the end %d of %d edges up", last.EdgesUp, res.Edges)
+		}
+	})
+}
+
+// edgeOf returns the first edge of g at node i.
+func edgeOf(g Graph, i int) [2]int { return [2]int{i, g.Adj[i][0]} }
+
+// The harness's true figures are what the managers measure: a ping's RTT
+// is the sum of the two directions' latencies, before and after one
+// direction is degraded.
+func TestRunManagersSeeTrueLatency(t *testing.T) {
+	sc := baseline(12)
+	sc.Link.Jitter = 0
+	sc.Link.Bandwidth = 0
+	g, _ := sc.Graph()
+	e := edgeOf(g, 0)
+	sc.Duration = Duration(20 * time.Second)
+	sc.Faults = []Fault{{Kind: FaultDegrade, At: Duration(10 * time.Second), Nodes: []int{e[0], e[1]}, Link: &LinkSpec{Latency: Duration(150 * time.Millisecond)}}}
+	inBubble(t, func(t *testing.T) {
+		s, err := Start(sc, bubbleOpts())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		ping := func() time.Duration {
+			res, err := s.Manager(e[0]).CheckConnectionHealth(t.Context(), s.ID(e[1]))
+			if err != nil || !res.Healthy {
+				t.Fatalf("ping %d→%d: %+v, %v", e[0], e[1], res, err)
+			}
+			return res.RTT
+		}
+		time.Sleep(5 * time.Second) // virtual: the links come up within about a second
+		before := s.Network().Link(e[0], e[1]).Latency + s.Network().Link(e[1], e[0]).Latency
+		if got := ping(); got != before {
+			t.Fatalf("RTT %v, want the true %v", got, before)
+		}
+		if _, err := s.Run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		after := s.Network().Link(e[0], e[1]).Latency + s.Network().Link(e[1], e[0]).Latency
+		if after != before+150*time.Millisecond {
+			t.Fatalf("true RTT after the degradation %v, want %v", after, before+150*time.Millisecond)
+		}
+		if got := ping(); got != after {
+			t.Fatalf("RTT after the degradation %v, want the true %v", got, after)
+		}
+	})
+}
+
+// A crashed node restarts with the same identity and address: its
+// neighbours redial it and it redials them.
+func TestRunCrashRestart(t *testing.T) {
+	sc := baseline(20)
+	sc.Duration = Duration(40 * time.Second)
+	const victim = 7
+	sc.Faults = []Fault{{Kind: FaultCrash, At: Duration(5 * time.Second), For: Duration(10 * time.Second), Nodes: []int{victim}}}
+	inBubble(t, func(t *testing.T) {
+		s, err := Start(sc, bubbleOpts())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		res, err := s.Run(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		deg := s.Graph().Degree(victim)
+		t.Logf("reconnect after restart %+v", res.ReconnectAfterRestart)
+		if res.Crashes != 1 || res.Restarts != 1 {
+			t.Fatalf("%d crashes, %d restarts", res.Crashes, res.Restarts)
+		}
+		// The victim's neighbours redial it with backoff (1 s, 2 s, 4 s,
+		// 8 s ± 50 %) over its 10 s down; the next attempt comes within
+		// 12 s of the restart.
+		if r := res.ReconnectAfterRestart; r.Count != deg || r.Missing != 0 || r.Max.D() > 12*time.Second {
+			t.Fatalf("reconnect after restart %+v, want all %d edges back within 12 s", r, deg)
+		}
+		during := res.Samples[10]
+		if during.NodesUp != 19 || during.EdgesUp != res.Edges-deg {
+			t.Fatalf("while the victim is down: %+v", during)
+		}
+		m := s.Manager(victim)
+		if m == nil || m.ID() != s.ID(victim) {
+			t.Fatal("restarted with another identity")
+		}
+		for _, j := range s.Graph().Adj[victim] {
+			if _, err := m.ConnectionInfo(s.ID(j)); err != nil {
+				t.Fatalf("restarted node not linked to neighbour %d: %v", j, err)
+			}
+		}
+		if err := s.Restart(victim); !errors.Is(err, ErrNodeUp) {
+			t.Fatalf("Restart of a running node: %v", err)
+		}
+		if err := s.Crash(victim); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Crash(victim); !errors.Is(err, ErrNodeDown) {
+			t.Fatalf("second Crash: %v", err)
+		}
+	})
+}
+
+func TestRunBlackHoleDetection(t *testing.T) {
+	sc := baseline(16)
+	sc.Duration = Duration(80 * time.Second)
+	g, _ := sc.Graph()
+	e := edgeOf(g, 3)
+	holeAt := 12*time.Second + 300*time.Millisecond
+	sc.Faults = []Fault{{Kind: FaultBlackHole, At: Duration(holeAt), Nodes: []int{e[0], e[1]}}}
+	inBubble(t, func(t *testing.T) {
+		res, err := Run(t.Context(), sc, bubbleOpts())
+		if err != nil {
+			t.Fatal(err)
+		}
+		bound := sc.Health.config().DetectionBound() // 55 s with the defaults
+		d := res.DeadLinkDetection
+		t.Logf("detections %+v", res.Detections)
+		if d.Count != 2 || d.Missing != 0 || d.Max.D() > bound {
+			t.Fatalf("detection %+v, want both ends within %v", d, bound)
+		}
+		for _, det := range res.Detections {
+			if det.Cause != "blackhole" || keyOf(det.Node, det.Peer) != keyOf(e[0], e[1]) {
+				t.Fatalf("detection %+v on another link", det)
+			}
+		}
+		// Declared dead, the link is redialed (the hole took only the
+		// links open at the time) and is up at the end.
 		if last := res.Samples[len(res.Samples)-1]; last.EdgesUp != res.Edges {
 			t.Fatalf("at the end %d of %d edges up", last.EdgesUp, res.Edges)
 		}
