@@ -2,6 +2,7 @@ package simulation
 
 import (
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -32,9 +33,15 @@ func TestRunDeterministic(t *testing.T) {
 	sc.Faults = []Fault{
 		{Kind: FaultChurn, At: Duration(5 * time.Second), For: Duration(15 * time.Second), Rate: 0.5, Down: Duration(3 * time.Second)},
 		{Kind: FaultReset, At: Duration(7 * time.Second), Nodes: []int{0, 1}},
+		{Kind: FaultPartition, At: Duration(10 * time.Second), For: Duration(8 * time.Second), Groups: [][]int{{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}}},
 	}
+	sc.Health = HealthSpec{Interval: Duration(2 * time.Second), Timeout: Duration(time.Second), FailureThreshold: 2}
 	var hashes []string
-	for range 3 {
+	// One run per processor count: the schedule of goroutines differs,
+	// the trace must not.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, procs := range []int{1, 2, 4} {
+		runtime.GOMAXPROCS(procs)
 		inBubble(t, func(t *testing.T) {
 			res, err := Run(t.Context(), sc, bubbleOpts())
 			if err != nil {

@@ -135,3 +135,53 @@ func TestShippedScenariosDecode(t *testing.T) {
 		}
 	}
 }
+
+// TestShippedScenarios runs every scenario in scenarios/ in a bubble and
+// checks what holds for all of them: every edge up before the first
+// fault and again at the end, every silenced link found dead within the
+// health monitor's bound, every link the faults took back.
+func TestShippedScenarios(t *testing.T) {
+	files, _ := filepath.Glob("scenarios/*.json")
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, err := ParseScenario(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run(sc.Name, func(t *testing.T) {
+			firstFault := sc.Duration.D()
+			for _, f := range sc.Faults {
+				firstFault = min(firstFault, f.At.D())
+			}
+			inBubble(t, func(t *testing.T) {
+				res, err := Run(t.Context(), sc, bubbleOpts())
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("%s: %d nodes, %d edges, fully connected at %v, trace %s (%d records), %d crashes; reconnect after restart %+v, after heal %+v; detection %+v; heap/node %d B, goroutines/node %.1f",
+					sc.Name, res.Nodes, res.Edges, res.FullyConnectedAt, res.TraceHash, res.TraceLen, res.Crashes,
+					res.ReconnectAfterRestart, res.ReconnectAfterHeal, res.DeadLinkDetection, res.HeapPerNode, res.GoroutinesPerNode)
+				if res.DroppedEvents != 0 {
+					t.Fatalf("%d events dropped", res.DroppedEvents)
+				}
+				if !res.FullyConnected || res.FullyConnectedAt.D() >= firstFault {
+					t.Fatalf("fully connected %v at %v; first fault at %v", res.FullyConnected, res.FullyConnectedAt, firstFault)
+				}
+				if last := res.Samples[len(res.Samples)-1]; last.NodesUp != res.Nodes || last.EdgesUp != res.Edges {
+					t.Fatalf("at the end: %+v, want all %d nodes and %d edges up", last, res.Nodes, res.Edges)
+				}
+				for _, s := range []Summary{res.ReconnectAfterRestart, res.ReconnectAfterHeal, res.ReconnectAfterReset, res.DeadLinkDetection} {
+					if s.Missing != 0 {
+						t.Fatalf("%d never completed: %+v", s.Missing, s)
+					}
+				}
+				if bound := sc.Health.config().DetectionBound(); res.DeadLinkDetection.Max.D() > bound {
+					t.Fatalf("dead-link detection %+v, bound %v", res.DeadLinkDetection, bound)
+				}
+			})
+		})
+	}
+}

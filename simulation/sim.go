@@ -181,7 +181,7 @@ func (s *Sim) startNode(i int) error {
 	cfg.Identity = s.ids[i]
 	cfg.Transport = s.net.Transport(i)
 	cfg.ListenAddrs = nil
-	cfg.Rand = rand.NewPCG(s.sc.Seed, streamNode+uint64(i)<<24+uint64(inc))
+	cfg.Rand = newInstantSource(s.sc.Seed, i, inc)
 	m, err := peerlink.New(cfg)
 	if err != nil {
 		return fmt.Errorf("simulation: node %d: %w", i, err)
