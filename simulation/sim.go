@@ -38,10 +38,13 @@ type Options struct {
 	Configure func(i int, cfg *peerlink.Config)
 }
 
-// eventBuffer is each node's subscription buffer: far more than the
-// events of one instant (a node's links all dropping at once), so that
-// the collector never loses one (Result.DroppedEvents says if it did).
-const eventBuffer = 4096
+// eventBuffer returns node i's subscription buffer: several times the
+// events of one instant (all its links dropping at once and their
+// successors coming up), so that the collector, which drains it without
+// pause, never loses one (Result.DroppedEvents says if it did). Not more:
+// an Event is about 120 bytes, and 4,096 of them per node were two
+// thirds of the heap of a run.
+func (s *Sim) eventBuffer(i int) int { return 32 + 4*s.graph.Degree(i) }
 
 // Sim is a running simulation: a Network and one real ConnectionManager
 // per node, wired as the scenario's graph through the managers' public
@@ -186,7 +189,7 @@ func (s *Sim) startNode(i int) error {
 	if err != nil {
 		return fmt.Errorf("simulation: node %d: %w", i, err)
 	}
-	sub := m.Subscribe(eventBuffer)
+	sub := m.Subscribe(s.eventBuffer(i))
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
