@@ -145,11 +145,23 @@ func (nw *Network) Transport(i int) peerlink.TransportFunc {
 	}
 }
 
-func (nw *Network) check(nodes ...int) {
+// ErrNoNode is wrapped by the errors of methods given a node index out
+// of range; the methods that return no error panic with it instead, as
+// an index out of range does.
+var ErrNoNode = errors.New("simulation: no such node")
+
+func (nw *Network) valid(nodes ...int) error {
 	for _, i := range nodes {
 		if i < 0 || i >= nw.n {
-			panic(fmt.Sprintf("simulation: node %d out of range [0, %d)", i, nw.n))
+			return fmt.Errorf("%w: node %d, want 0 to %d", ErrNoNode, i, nw.n-1)
 		}
+	}
+	return nil
+}
+
+func (nw *Network) check(nodes ...int) {
+	if err := nw.valid(nodes...); err != nil {
+		panic(err)
 	}
 }
 
@@ -205,7 +217,9 @@ func (nw *Network) Link(from, to int) faultnet.Link {
 // SetLink sets from→to's figures for the connections made from now on
 // (live ones keep theirs; Degrade slows live ones).
 func (nw *Network) SetLink(from, to int, l faultnet.Link) error {
-	nw.check(from, to)
+	if err := nw.valid(from, to); err != nil {
+		return err
+	}
 	if l.Latency < 0 || l.Bandwidth < 0 || l.Buffer < 0 {
 		return fmt.Errorf("%w: %d→%d: %+v has a negative field", ErrBadLink, from, to, l)
 	}
@@ -221,7 +235,9 @@ func (nw *Network) SetLink(from, to int, l faultnet.Link) error {
 // add up. Bytes already written keep their old schedule; the order of
 // bytes is kept.
 func (nw *Network) Degrade(from, to int, extra faultnet.Link) error {
-	nw.check(from, to)
+	if err := nw.valid(from, to); err != nil {
+		return err
+	}
 	if extra.Latency < 0 || extra.Bandwidth < 0 || extra.Buffer < 0 {
 		return fmt.Errorf("%w: degrade %d→%d: %+v has a negative field", ErrBadLink, from, to, extra)
 	}
@@ -302,8 +318,8 @@ func (nw *Network) Partition(groups ...[]int) error {
 	}
 	for k, grp := range groups {
 		for _, i := range grp {
-			if i < 0 || i >= nw.n {
-				return fmt.Errorf("simulation: partition group %d: node %d out of range [0, %d)", k, i, nw.n)
+			if err := nw.valid(i); err != nil {
+				return fmt.Errorf("simulation: partition group %d: %w", k, err)
 			}
 			if g[i] >= 0 {
 				return fmt.Errorf("simulation: partition: node %d is in groups %d and %d", i, g[i], k)

@@ -310,3 +310,27 @@ func TestNetworkPartition(t *testing.T) {
 		}
 	})
 }
+
+func TestNetworkNoSuchNode(t *testing.T) {
+	nw, err := NewNetwork(3, LinkSpec{}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nw.Degrade(0, 3, faultnet.Link{}); !errors.Is(err, ErrNoNode) {
+		t.Errorf("Degrade to node 3 of 3: %v", err)
+	}
+	if err := nw.SetLink(-1, 0, faultnet.Link{}); !errors.Is(err, ErrNoNode) {
+		t.Errorf("SetLink from -1: %v", err)
+	}
+	func() {
+		defer func() {
+			if err, _ := recover().(error); !errors.Is(err, ErrNoNode) {
+				t.Errorf("Link(0, 5) panicked with %v", err)
+			}
+		}()
+		nw.Link(0, 5)
+	}()
+	if _, err := NewNetwork(0, LinkSpec{}, 1); err == nil {
+		t.Error("a network of 0 nodes")
+	}
+}

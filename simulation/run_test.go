@@ -219,6 +219,9 @@ func TestRunCrashRestart(t *testing.T) {
 		if err := s.Crash(victim); !errors.Is(err, ErrNodeDown) {
 			t.Fatalf("second Crash: %v", err)
 		}
+		if err := s.Crash(sc.Nodes); !errors.Is(err, ErrNoNode) {
+			t.Fatalf("Crash of node %d of %d: %v", sc.Nodes, sc.Nodes, err)
+		}
 	})
 }
 

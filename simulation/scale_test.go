@@ -32,6 +32,7 @@ type scaleFigures struct {
 	GoroutinesPerNode float64 `json:"goroutines_per_node"`
 	FullyConnectedAt  float64 `json:"fully_connected_at_s"`
 	TraceHash         string  `json:"trace_hash"`
+	MaxRSS            int64   `json:"-"` // the child's peak, filled in by the parent
 }
 
 // scaleScenario is the baseline at n nodes: degree 8, 60 virtual
@@ -74,7 +75,8 @@ func TestScaleChild(t *testing.T) {
 
 // BenchmarkScale runs the baseline (degree 8, 60 virtual seconds) at
 // each size in a child process and reports its wall time, heap and
-// goroutines per node. Sizes: PEERLINK_SIM_SCALE_SIZES, comma-separated
+// goroutines per node, and the child's peak RSS per node (stacks
+// included, which the heap figure leaves out). Sizes: PEERLINK_SIM_SCALE_SIZES, comma-separated
 // (default 100,1000).
 func BenchmarkScale(b *testing.B) {
 	sizes := "100,1000"
@@ -96,6 +98,9 @@ func BenchmarkScale(b *testing.B) {
 			b.ReportMetric(float64(f.HeapPerNode), "heap-B/node")
 			b.ReportMetric(f.GoroutinesPerNode, "goroutines/node")
 			b.ReportMetric(f.FullyConnectedAt, "connected-at-s")
+			if f.MaxRSS > 0 {
+				b.ReportMetric(float64(f.MaxRSS)/float64(n), "rss-B/node")
+			}
 		})
 	}
 }
@@ -114,6 +119,7 @@ func runScaleChild(b *testing.B, n int) scaleFigures {
 			if err := json.Unmarshal([]byte(line), &f); err != nil {
 				b.Fatal(err)
 			}
+			f.MaxRSS = maxRSS(cmd.ProcessState)
 			return f
 		}
 	}

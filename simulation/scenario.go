@@ -170,57 +170,59 @@ func (sc Scenario) Validate() error {
 		return fmt.Errorf("%w: Link: %w", ErrScenario, err)
 	}
 	for k, f := range sc.Faults {
-		if err := f.validate(sc.Nodes); err != nil {
-			return fmt.Errorf("%w: Faults[%d] (%s): %w", ErrScenario, k, f.Kind, err)
+		if field, problem := f.validate(sc.Nodes); field != "" {
+			return bad(fmt.Sprintf("Faults[%d].%s", k, field), "%s", problem)
 		}
 	}
 	return nil
 }
 
-func (f Fault) validate(n int) error {
-	inRange := func(nodes []int) error {
+// validate returns the first field of f out of range (with "" for a
+// node out of range) and what is wrong with it.
+func (f Fault) validate(n int) (field, problem string) {
+	inRange := func(field string, nodes []int) (string, string) {
 		for _, i := range nodes {
 			if i < 0 || i >= n {
-				return fmt.Errorf("node %d out of range [0, %d)", i, n)
+				return field, fmt.Sprintf("has node %d, out of range [0, %d)", i, n)
 			}
 		}
-		return nil
+		return "", ""
 	}
-	pair := func() error {
+	pair := func() (string, string) {
 		if len(f.Nodes) != 2 || f.Nodes[0] == f.Nodes[1] {
-			return fmt.Errorf("Nodes %v, want two different nodes", f.Nodes)
+			return "Nodes", fmt.Sprintf("is %v, want two different nodes", f.Nodes)
 		}
-		return inRange(f.Nodes)
+		return inRange("Nodes", f.Nodes)
 	}
 	if f.At < 0 {
-		return fmt.Errorf("At %v is negative", f.At)
+		return "At", fmt.Sprintf("is %v, want 0 or more", f.At)
 	}
 	if f.For < 0 {
-		return fmt.Errorf("For %v is negative", f.For)
+		return "For", fmt.Sprintf("is %v, want 0 or more", f.For)
 	}
 	switch f.Kind {
 	case FaultReset, FaultBlackHole:
 		return pair()
 	case FaultDegrade:
 		if f.Link == nil {
-			return errors.New("Link is missing")
+			return "Link", "is missing"
 		}
 		if f.Link.Latency < 0 || f.Link.Bandwidth < 0 || f.Link.Buffer < 0 {
-			return fmt.Errorf("Link %+v has a negative field", *f.Link)
+			return "Link", fmt.Sprintf("%+v has a negative field", *f.Link)
 		}
 		return pair()
 	case FaultPartition:
 		if len(f.Groups) == 0 {
-			return errors.New("Groups is empty")
+			return "Groups", "is empty"
 		}
 		seen := make(map[int]bool)
-		for _, g := range f.Groups {
-			if err := inRange(g); err != nil {
-				return err
+		for k, g := range f.Groups {
+			if field, problem := inRange(fmt.Sprintf("Groups[%d]", k), g); field != "" {
+				return field, problem
 			}
 			for _, i := range g {
 				if seen[i] {
-					return fmt.Errorf("node %d is in two groups", i)
+					return fmt.Sprintf("Groups[%d]", k), fmt.Sprintf("has node %d, which is in two groups", i)
 				}
 				seen[i] = true
 			}
@@ -228,22 +230,22 @@ func (f Fault) validate(n int) error {
 	case FaultHeal:
 	case FaultCrash, FaultRestart:
 		if len(f.Nodes) == 0 {
-			return errors.New("Nodes is empty")
+			return "Nodes", "is empty"
 		}
-		return inRange(f.Nodes)
+		return inRange("Nodes", f.Nodes)
 	case FaultChurn:
 		switch {
 		case !(f.Rate > 0) || math.IsInf(f.Rate, 0):
-			return fmt.Errorf("Rate %v, want crashes per second > 0", f.Rate)
+			return "Rate", fmt.Sprintf("is %v, want crashes per second > 0", f.Rate)
 		case f.For <= 0:
-			return fmt.Errorf("For %v, want how long churn lasts", f.For)
+			return "For", fmt.Sprintf("is %v, want how long churn lasts", f.For)
 		case f.Down <= 0:
-			return fmt.Errorf("Down %v, want how long a churned node stays down", f.Down)
+			return "Down", fmt.Sprintf("is %v, want how long a churned node stays down", f.Down)
 		}
 	default:
-		return fmt.Errorf("Kind %q is unknown", f.Kind)
+		return "Kind", fmt.Sprintf("is %q, unknown", f.Kind)
 	}
-	return nil
+	return "", ""
 }
 
 // Graph builds the scenario's topology.

@@ -257,7 +257,9 @@ func (s *Sim) record(r Record) {
 // Crash stops node i's manager at once (Close: its links drop, as when
 // its process dies and its kernel closes the sockets).
 func (s *Sim) Crash(i int) error {
-	s.net.check(i)
+	if err := s.net.valid(i); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	m := s.nodes[i].m
 	if m == nil {
@@ -274,7 +276,9 @@ func (s *Sim) Crash(i int) error {
 // address; it redials the neighbours it keeps as persistent peers, and
 // the others redial it.
 func (s *Sim) Restart(i int) error {
-	s.net.check(i)
+	if err := s.net.valid(i); err != nil {
+		return err
+	}
 	return s.startNode(i)
 }
 
