@@ -214,14 +214,22 @@ func (nw *Network) Link(from, to int) faultnet.Link {
 	return l
 }
 
-// SetLink sets from→to's figures for the connections made from now on
-// (live ones keep theirs; Degrade slows live ones).
-func (nw *Network) SetLink(from, to int, l faultnet.Link) error {
+// checkLink validates the arguments of SetLink and Degrade.
+func (nw *Network) checkLink(op string, from, to int, l faultnet.Link) error {
 	if err := nw.valid(from, to); err != nil {
 		return err
 	}
 	if l.Latency < 0 || l.Bandwidth < 0 || l.Buffer < 0 {
-		return fmt.Errorf("%w: %d→%d: %+v has a negative field", ErrBadLink, from, to, l)
+		return fmt.Errorf("%w: %s %d→%d: %+v has a negative field", ErrBadLink, op, from, to, l)
+	}
+	return nil
+}
+
+// SetLink sets from→to's figures for the connections made from now on
+// (live ones keep theirs; Degrade slows live ones).
+func (nw *Network) SetLink(from, to int, l faultnet.Link) error {
+	if err := nw.checkLink("set link", from, to, l); err != nil {
+		return err
 	}
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
@@ -235,11 +243,8 @@ func (nw *Network) SetLink(from, to int, l faultnet.Link) error {
 // add up. Bytes already written keep their old schedule; the order of
 // bytes is kept.
 func (nw *Network) Degrade(from, to int, extra faultnet.Link) error {
-	if err := nw.valid(from, to); err != nil {
+	if err := nw.checkLink("degrade", from, to, extra); err != nil {
 		return err
-	}
-	if extra.Latency < 0 || extra.Bandwidth < 0 || extra.Buffer < 0 {
-		return fmt.Errorf("%w: degrade %d→%d: %+v has a negative field", ErrBadLink, from, to, extra)
 	}
 	nw.mu.Lock()
 	p := dirPair{from, to}
@@ -373,38 +378,41 @@ func (nw *Network) wrap(local int, c net.Conn) net.Conn {
 	la, ra := c.LocalAddr().String(), c.RemoteAddr().String()
 	if remote, ok := nw.addrs[ra]; ok {
 		// Outbound: say who we are to the listener, which sees only la.
-		nw.mu.Lock()
-		r := nw.dials[la]
-		if r == nil {
-			r = &dialReg{ready: make(chan struct{})}
-			nw.dials[la] = r
-		}
-		nw.mu.Unlock()
+		r := nw.dialReg(la)
 		r.from = local
 		close(r.ready)
-		return nw.attach(c, local, remote, la)
+		// The listener's wrapper deletes the registration. One that a
+		// listener refuses before wrapping (a full pending table) stays:
+		// a few words per refused dial. Deleting it here instead, when
+		// the conn closes, could strand a listener that comes later.
+		return nw.attach(c, local, remote)
 	}
 	// Inbound: the dialer registers before it writes its first byte, and
 	// at the same virtual instant this conn was accepted; wait on a
 	// channel, which keeps a synctest bubble's clock running.
-	nw.mu.Lock()
-	r := nw.dials[ra]
-	if r == nil {
-		r = &dialReg{ready: make(chan struct{})}
-		nw.dials[ra] = r
-	}
-	nw.mu.Unlock()
+	r := nw.dialReg(ra)
 	<-r.ready
 	nw.mu.Lock()
 	delete(nw.dials, ra)
 	nw.mu.Unlock()
-	return nw.attach(c, local, r.from, "")
+	return nw.attach(c, local, r.from)
 }
 
-// attach shapes raw conn c from local to remote and tracks it. dialAddr
-// is the dial registration to drop when an outbound conn closes (in case
-// the listener never took it).
-func (nw *Network) attach(c net.Conn, local, remote int, dialAddr string) *simConn {
+// dialReg returns the registration of the dial from source address
+// addr, made by whichever of its two ends asks first.
+func (nw *Network) dialReg(addr string) *dialReg {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	r := nw.dials[addr]
+	if r == nil {
+		r = &dialReg{ready: make(chan struct{})}
+		nw.dials[addr] = r
+	}
+	return r
+}
+
+// attach shapes raw conn c from local to remote and tracks it.
+func (nw *Network) attach(c net.Conn, local, remote int) *simConn {
 	now := time.Now()
 	nw.mu.Lock()
 	base := nw.baseLink(local, remote)
@@ -419,7 +427,7 @@ func (nw *Network) attach(c net.Conn, local, remote int, dialAddr string) *simCo
 	for _, d := range extra {
 		top = d.Wrap(top)
 	}
-	sc := &simConn{Conn: c, nw: nw, local: local, remote: remote, dialAddr: dialAddr, top: top, holed: make(chan struct{}), done: make(chan struct{}), rdlChanged: make(chan struct{})}
+	sc := &simConn{Conn: c, nw: nw, local: local, remote: remote, top: top, holed: make(chan struct{}), done: make(chan struct{}), rdlChanged: make(chan struct{})}
 	nw.mu.Lock()
 	k := keyOf(local, remote)
 	if nw.conns[k] == nil {
@@ -442,15 +450,6 @@ func (nw *Network) forget(c *simConn) {
 	if len(nw.conns[k]) == 0 {
 		delete(nw.conns, k)
 	}
-	if c.dialAddr != "" {
-		if r := nw.dials[c.dialAddr]; r != nil {
-			select {
-			case <-r.ready:
-				delete(nw.dials, c.dialAddr)
-			default: // a listener is waiting on it
-			}
-		}
-	}
 }
 
 // simConn is one end of a raw memory conn: its writes pass a stack of
@@ -460,7 +459,6 @@ type simConn struct {
 	net.Conn
 	nw            *Network
 	local, remote int
-	dialAddr      string
 
 	mu  sync.Mutex
 	top net.Conn  // the stack's top: Write and Read go through it

@@ -112,11 +112,14 @@ func TestScheduleChurn(t *testing.T) {
 	}
 }
 
-func TestShippedScenariosDecode(t *testing.T) {
+// shipped decodes every scenario in scenarios/, by file name.
+func shipped(t *testing.T) map[string]Scenario {
+	t.Helper()
 	files, err := filepath.Glob("scenarios/*.json")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no scenarios: %v", err)
 	}
+	scs := make(map[string]Scenario)
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -124,9 +127,15 @@ func TestShippedScenariosDecode(t *testing.T) {
 		}
 		sc, err := ParseScenario(b)
 		if err != nil {
-			t.Errorf("%s: %v", f, err)
-			continue
+			t.Fatalf("%s: %v", f, err)
 		}
+		scs[f] = sc
+	}
+	return scs
+}
+
+func TestShippedScenariosDecode(t *testing.T) {
+	for f, sc := range shipped(t) {
 		if _, err := sc.Graph(); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
@@ -141,16 +150,7 @@ func TestShippedScenariosDecode(t *testing.T) {
 // fault and again at the end, every silenced link found dead within the
 // health monitor's bound, every link the faults took back.
 func TestShippedScenarios(t *testing.T) {
-	files, _ := filepath.Glob("scenarios/*.json")
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc, err := ParseScenario(b)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, sc := range shipped(t) {
 		t.Run(sc.Name, func(t *testing.T) {
 			firstFault := sc.Duration.D()
 			for _, f := range sc.Faults {
