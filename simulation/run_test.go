@@ -210,6 +210,9 @@ func TestRunCrashRestart(t *testing.T) {
 				t.Fatalf("restarted node not linked to neighbour %d: %v", j, err)
 			}
 		}
+		if _, err := s.Run(t.Context()); !errors.Is(err, ErrRunTwice) {
+			t.Fatalf("second Run: %v", err)
+		}
 		if err := s.Restart(victim); !errors.Is(err, ErrNodeUp) {
 			t.Fatalf("Restart of a running node: %v", err)
 		}

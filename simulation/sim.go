@@ -21,6 +21,7 @@ var (
 	ErrNodeDown = errors.New("simulation: node is down")
 	ErrNodeUp   = errors.New("simulation: node is up")
 	ErrClosed   = errors.New("simulation: closed")
+	ErrRunTwice = errors.New("simulation: Run called twice")
 )
 
 // Options tune how a run executes, apart from what it simulates.
@@ -72,6 +73,7 @@ type Sim struct {
 
 	collectors sync.WaitGroup
 	dropped    atomic.Uint64
+	ran        atomic.Bool
 }
 
 type simNode struct {
@@ -311,8 +313,12 @@ func (s *Sim) Close() error {
 
 // Run plays the scenario's faults at their virtual times until its
 // Duration has passed since Start, then returns the measures. ctx
-// bounds it; the nodes keep running until Close.
+// bounds it; the nodes keep running until Close. It runs once: a second
+// call returns ErrRunTwice.
 func (s *Sim) Run(ctx context.Context) (*Result, error) {
+	if s.ran.Swap(true) {
+		return nil, ErrRunTwice
+	}
 	for _, a := range s.sc.schedule() {
 		if a.at >= s.sc.Duration.D() {
 			break
