@@ -334,3 +334,37 @@ func TestNetworkNoSuchNode(t *testing.T) {
 		t.Error("a network of 0 nodes")
 	}
 }
+
+// A link's bottleneck: n bytes take n/Bandwidth to depart, then the
+// latency; the writer is held back by the bounded queue, nothing is lost.
+func TestNetworkBandwidth(t *testing.T) {
+	inBubble(t, func(t *testing.T) {
+		r := newRawNet(t, 2, LinkSpec{Latency: Duration(20 * time.Millisecond), Bandwidth: 1e6, Buffer: 64 << 10})
+		ca, cb, err := r.dial(0, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const total = 1e6
+		start := time.Now()
+		errc := make(chan error, 1)
+		go func() {
+			buf := make([]byte, 16<<10)
+			for sent := 0; sent < total; sent += len(buf) {
+				if _, err := ca.Write(buf[:min(len(buf), total-sent)]); err != nil {
+					errc <- err
+					return
+				}
+			}
+			errc <- nil
+		}()
+		if _, err := io.ReadFull(cb, make([]byte, total)); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		if got, want := time.Since(start), time.Second+20*time.Millisecond; got != want {
+			t.Fatalf("1 MB over 1 MB/s and 20 ms took %v, want %v", got, want)
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package simulation
 
 import (
+	"encoding/json"
 	"errors"
 	"runtime"
 	"testing"
@@ -257,4 +258,37 @@ func TestRunBlackHoleDetection(t *testing.T) {
 			t.Fatalf("at the end %d of %d edges up", last.EdgesUp, res.Edges)
 		}
 	})
+}
+
+func TestRunTopologies(t *testing.T) {
+	for _, tc := range []struct {
+		topology string
+		edges    int
+	}{{TopologyFullMesh, 8 * 7 / 2}, {TopologySmallWorld, 12 * 4 / 2}} {
+		t.Run(tc.topology, func(t *testing.T) {
+			sc := Scenario{Nodes: 8, Topology: tc.topology, Degree: 4, Rewire: 0.3, Duration: Duration(5 * time.Second), Seed: 4,
+				Link: LinkSpec{Latency: Duration(10 * time.Millisecond)}}
+			if tc.topology == TopologySmallWorld {
+				sc.Nodes = 12
+			}
+			inBubble(t, func(t *testing.T) {
+				res, err := Run(t.Context(), sc, bubbleOpts())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Edges != tc.edges || !res.FullyConnected {
+					t.Fatalf("%d edges, fully connected %v; want %d, true", res.Edges, res.FullyConnected, tc.edges)
+				}
+				b, err := json.Marshal(res)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var back map[string]any
+				_ = json.Unmarshal(b, &back)
+				if back["trace_hash"] != res.TraceHash || back["nodes"] != float64(sc.Nodes) {
+					t.Fatalf("JSON %s", b)
+				}
+			})
+		})
+	}
 }
