@@ -8,8 +8,8 @@
 //   - Network: node i listens on Addr(i) with Transport(i), the memory
 //     transport whose every raw conn passes under its handshake through
 //     faultnet shapers with the figures of its directed link (latency,
-//     bandwidth, bounded queue), drawn from a seed and known to the
-//     harness (Link), so that later measures can judge the managers'
+//     bandwidth, bounded queue, and per-packet jitter in order), drawn
+//     from a seed and known to the harness (Link), so that later measures can judge the managers'
 //     choices against the truth. Faults: Degrade (a link slows from now
 //     on, live connections included), Reset, BlackHole, Partition and
 //     Heal.

@@ -21,12 +21,12 @@ var ErrBadLink = errors.New("simulation: bad link")
 //
 // Each directed link a→b gets its own true latency, drawn once from the
 // seed, uniformly in [Latency − Spread, Latency + Spread]: the figure a
-// node's selection is judged against (Network.Link). Each connection on
-// that link then runs at its own latency, drawn uniformly in [true −
-// Jitter, true + Jitter] from the seed, the link and the virtual time of
-// the connection, so that a reconnect sees another RTT but the mean is
-// the link's. Within a connection the latency is fixed: faultnet.Link,
-// which shapes it, has no per-packet jitter (packets stay in order).
+// node's selection is judged against (Network.Link). Each packet (what
+// one write handed over) then takes that latency give or take up to
+// Jitter, uniformly, drawn from the seed, the link, the connection's
+// virtual start and the packet's rank, so that a run repeats; packets
+// stay in order, so one that would overtake its predecessor waits for it
+// (as TCP delivers them).
 //
 // Bandwidth (bytes per second, 0 for none) and Buffer (bytes, 0 for
 // faultnet's default) are the bottleneck of every directed link.
@@ -413,17 +413,23 @@ func (nw *Network) dialReg(addr string) *dialReg {
 
 // attach shapes raw conn c from local to remote and tracks it.
 func (nw *Network) attach(c net.Conn, local, remote int) *simConn {
-	now := time.Now()
 	nw.mu.Lock()
 	base := nw.baseLink(local, remote)
-	h := mix(nw.seed ^ mix(uint64(now.UnixNano())^uint64(local)<<40^uint64(remote)<<16))
-	base.Latency = uniform(base.Latency, nw.spec.Jitter.D(), h)
 	extra := nw.degraded[dirPair{local, remote}]
 	cut := nw.cutLocked(local, remote)
 	nw.mu.Unlock()
 
-	var top net.Conn = c
-	top = base.Wrap(top)
+	// Jitter J: the bottleneck's latency is L − J and each packet waits
+	// a further 0 to 2J above it, so the mean stays the link's L.
+	jitter := nw.spec.Jitter.D()
+	base.Latency -= jitter
+	var top net.Conn = base.Wrap(c)
+	if jitter > 0 {
+		// The conn's packets draw from the seed, the link and the
+		// virtual instant the conn was made: a run repeats.
+		seed := mix(nw.seed ^ mix(uint64(time.Now().UnixNano())^uint64(local)<<40^uint64(remote)<<16))
+		top = newJitterConn(top, 2*jitter, seed)
+	}
 	for _, d := range extra {
 		top = d.Wrap(top)
 	}

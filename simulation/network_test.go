@@ -2,6 +2,7 @@ package simulation
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
@@ -155,25 +156,57 @@ func TestNetworkShapesEachDirection(t *testing.T) {
 	})
 }
 
-func TestNetworkJitterPerConnection(t *testing.T) {
+// Jitter varies the latency packet by packet, around the link's own,
+// and keeps the bytes in order.
+func TestNetworkJitter(t *testing.T) {
 	inBubble(t, func(t *testing.T) {
 		spec := LinkSpec{Latency: Duration(40 * time.Millisecond), Jitter: Duration(10 * time.Millisecond)}
 		r := newRawNet(t, 2, spec)
+		ca, cb, err := r.dial(0, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
 		seen := map[time.Duration]bool{}
-		for range 8 {
-			ca, cb, err := r.dial(0, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
+		var sum time.Duration
+		const n = 200
+		for range n {
 			d := oneWay(t, ca, cb)
 			if d < 30*time.Millisecond || d > 50*time.Millisecond {
 				t.Fatalf("one way %v, want 40ms ± 10ms", d)
 			}
 			seen[d] = true
-			time.Sleep(time.Second)
+			sum += d
 		}
-		if len(seen) < 4 {
-			t.Fatalf("8 connections saw only %d latencies", len(seen))
+		if len(seen) < n/2 {
+			t.Fatalf("%d packets saw only %d latencies", n, len(seen))
+		}
+		if mean := sum / n; mean < 38*time.Millisecond || mean > 42*time.Millisecond {
+			t.Fatalf("mean one way %v, want about 40ms", mean)
+		}
+		// Back-to-back writes arrive whole and in order, and a Close
+		// right after them loses none.
+		go func() {
+			for i := range 1000 {
+				var b [4]byte
+				binary.BigEndian.PutUint32(b[:], uint32(i))
+				if _, err := ca.Write(b[:]); err != nil {
+					t.Errorf("write %d: %v", i, err)
+					return
+				}
+			}
+			ca.Close()
+		}()
+		got, err := io.ReadAll(cb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 4000 {
+			t.Fatalf("%d bytes arrived, want 4000", len(got))
+		}
+		for i := range 1000 {
+			if v := binary.BigEndian.Uint32(got[4*i:]); v != uint32(i) {
+				t.Fatalf("word %d is %d", i, v)
+			}
 		}
 	})
 }
