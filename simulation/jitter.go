@@ -7,23 +7,40 @@ import (
 	"time"
 )
 
-// maxJitterHeld bounds the bytes a jitterConn holds back; a writer past
-// it waits, as at a full socket buffer. The bottleneck below holds the
-// link's real queue; this one only needs room for what the jitter delays.
-const maxJitterHeld = 4 << 20
+// minJitterHeld is the least a jitterConn holds before its writer waits
+// (see jitterHeld).
+const minJitterHeld = 256 << 10
 
-// jitterConn delays each write (one packet) by its own share of the
-// link's jitter before handing it, whole and in order, to the conn below
-// (the faultnet shapers): packet i is due at max(due of i−1, its write +
-// d_i), d_i drawn in [0, spread] from the conn's seed and i, so that a
-// run repeats. Write never waits on the clock (a synctest bubble would
-// freeze or allow one write per delay): it queues the packet and a
-// delivery goroutine waits on a timer, as faultnet does. Reads pass
-// through.
+// jitterHeld returns how many bytes a jitter line holds before its
+// writer waits: twice what the link carries over the longest delay, so
+// that the jitter never throttles the bottleneck, and at least 256 KiB
+// (16 MiB without a bandwidth limit). Past it the far end has stopped
+// reading, and the writer waits as at a closed TCP window.
+func jitterHeld(spread time.Duration, bandwidth int64) int {
+	if bandwidth == 0 {
+		return 16 << 20
+	}
+	return max(minJitterHeld, int(min(2*float64(bandwidth)*spread.Seconds(), 1<<30)))
+}
+
+// jitterConn delays each packet (what one Write handed over) by its own
+// share of the link's jitter, then writes it, whole and in order, to the
+// raw conn: packet i is due at max(due of i−1, its write + d_i), d_i
+// drawn in [0, spread] from the conn's seed and i, so that a run repeats.
+// It sits under the faultnet bottleneck, whose delivery goroutine writes
+// each packet here when it has crossed the link.
+//
+// Nothing here waits on the clock but the delivery goroutine's timer, as
+// in faultnet.Link (see its pitfalls under testing/synctest): Write
+// queues the packet and returns, waiting only when the far end has
+// stopped reading; Close hands what is held to the raw conn at once, in
+// the background, reading and dropping what arrives meanwhile, then
+// closes it.
 type jitterConn struct {
 	net.Conn
-	spread time.Duration
-	seed   uint64
+	spread  time.Duration
+	seed    uint64
+	maxHeld int
 
 	mu       sync.Mutex
 	queue    []jitterPacket
@@ -36,11 +53,13 @@ type jitterConn struct {
 	flushing bool          // closed with packets held: hand them over at once
 	wdl      time.Time     // write deadline: bounds a wait for room
 	wdlSet   chan struct{} // closed and replaced when wdl changes
+	readers  int           // Reads inside the raw conn's Read
 
-	wake    chan struct{} // a packet was queued
-	space   chan struct{} // held went down
-	closing chan struct{} // closed by Close
-	done    chan struct{} // closed when the delivery goroutine ends
+	wake     chan struct{} // a packet was queued
+	space    chan struct{} // held went down
+	closing  chan struct{} // closed by Close
+	readIdle chan struct{} // after Close, the last Read has left the raw conn
+	done     chan struct{} // closed when the delivery goroutine ends
 }
 
 type jitterPacket struct {
@@ -48,11 +67,11 @@ type jitterPacket struct {
 	due time.Time
 }
 
-func newJitterConn(c net.Conn, spread time.Duration, seed uint64) *jitterConn {
+func newJitterConn(c net.Conn, spread time.Duration, bandwidth int64, seed uint64) *jitterConn {
 	j := &jitterConn{
-		Conn: c, spread: spread, seed: seed,
+		Conn: c, spread: spread, seed: seed, maxHeld: jitterHeld(spread, bandwidth),
 		wdlSet: make(chan struct{}), wake: make(chan struct{}, 1), space: make(chan struct{}, 1),
-		closing: make(chan struct{}), done: make(chan struct{}),
+		closing: make(chan struct{}), readIdle: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	go j.deliver()
 	return j
@@ -77,7 +96,7 @@ func (j *jitterConn) Write(p []byte) (int, error) {
 		case len(p) == 0:
 			j.mu.Unlock()
 			return 0, nil
-		case j.held == 0 || j.held+len(p) <= maxJitterHeld:
+		case j.held == 0 || j.held+len(p) <= j.maxHeld:
 			now := time.Now()
 			due := now.Add(time.Duration(mix(j.seed^j.n) % uint64(j.spread+1)))
 			if due.Before(j.lastDue) {
@@ -171,11 +190,14 @@ func (j *jitterConn) deliver() {
 	}
 }
 
-// Close stops writes and reads. With nothing held it closes the conn
-// below and waits for the delivery goroutine; otherwise it returns at
-// once and the goroutine hands the held packets over without waiting
-// for their time (Close must not wait on the clock, see faultnet.Link),
-// then closes the conn below.
+// Close stops writes and reads. With nothing held it closes the raw
+// conn and waits for the delivery goroutine; otherwise it returns at
+// once, and the goroutine writes the held packets without waiting for
+// their time (Close must not wait on the clock: see faultnet.Link.Wrap),
+// then closes the raw conn, while another reads and drops what arrives,
+// so that two ends closing at once over a net.Pipe do not wait for each
+// other. A far end that neither reads nor closes is given up on after
+// 5 s.
 func (j *jitterConn) Close() error {
 	j.mu.Lock()
 	if j.closed {
@@ -185,13 +207,14 @@ func (j *jitterConn) Close() error {
 	j.closed = true
 	pending := j.head < len(j.queue)
 	j.flushing = pending
+	if pending {
+		_ = j.Conn.SetReadDeadline(time.Unix(1, 0)) // release a blocked Read
+		_ = j.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	}
 	close(j.closing)
 	j.mu.Unlock()
 	if pending {
-		// Release a Read blocked below; later ones fail here. The conn
-		// below stays open for the flush, and its own Close then reads
-		// and drops what still arrives (faultnet's linger).
-		_ = j.Conn.SetReadDeadline(time.Unix(1, 0))
+		go j.discard()
 		return nil
 	}
 	err := j.Conn.Close()
@@ -199,22 +222,47 @@ func (j *jitterConn) Close() error {
 	return err
 }
 
-// Read reads from the conn below, until Close.
+// discard reads and drops what arrives during a flush, until the raw
+// conn closes.
+func (j *jitterConn) discard() {
+	j.mu.Lock()
+	for j.readers > 0 {
+		j.mu.Unlock()
+		<-j.readIdle
+		j.mu.Lock()
+	}
+	j.mu.Unlock()
+	// No Read is inside the raw conn now, and none will enter it.
+	_ = j.Conn.SetReadDeadline(time.Time{})
+	buf := make([]byte, 16<<10)
+	for {
+		if _, err := j.Conn.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+// Read reads from the raw conn, until Close.
 func (j *jitterConn) Read(p []byte) (int, error) {
 	j.mu.Lock()
-	closed := j.closed
-	j.mu.Unlock()
-	if closed {
+	if j.closed {
+		j.mu.Unlock()
 		return 0, j.opError("read", net.ErrClosed)
 	}
+	j.readers++
+	j.mu.Unlock()
+
 	n, err := j.Conn.Read(p)
-	if err != nil {
-		j.mu.Lock()
-		closed = j.closed
-		j.mu.Unlock()
-		if closed {
-			return n, j.opError("read", net.ErrClosed)
-		}
+
+	j.mu.Lock()
+	j.readers--
+	closed := j.closed
+	if closed && j.readers == 0 {
+		signal(j.readIdle)
+	}
+	j.mu.Unlock()
+	if closed && err != nil {
+		err = j.opError("read", net.ErrClosed)
 	}
 	return n, err
 }
@@ -230,8 +278,8 @@ func (j *jitterConn) SetReadDeadline(t time.Time) error {
 	return j.Conn.SetReadDeadline(t)
 }
 
-// SetWriteDeadline bounds a Write's wait for room; the conn below is
-// written by the delivery goroutine, without a deadline.
+// SetWriteDeadline bounds a Write's wait for room; the raw conn is
+// written by the delivery goroutine, without a deadline but Close's.
 func (j *jitterConn) SetWriteDeadline(t time.Time) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()

@@ -420,16 +420,16 @@ func (nw *Network) attach(c net.Conn, local, remote int) *simConn {
 	nw.mu.Unlock()
 
 	// Jitter J: the bottleneck's latency is L − J and each packet waits
-	// a further 0 to 2J above it, so the mean stays the link's L.
-	jitter := nw.spec.Jitter.D()
-	base.Latency -= jitter
-	var top net.Conn = base.Wrap(c)
-	if jitter > 0 {
+	// a further 0 to 2J below it, so the mean stays the link's L.
+	var raw net.Conn = c
+	if jitter := nw.spec.Jitter.D(); jitter > 0 {
+		base.Latency -= jitter
 		// The conn's packets draw from the seed, the link and the
 		// virtual instant the conn was made: a run repeats.
 		seed := mix(nw.seed ^ mix(uint64(time.Now().UnixNano())^uint64(local)<<40^uint64(remote)<<16))
-		top = newJitterConn(top, 2*jitter, seed)
+		raw = newJitterConn(c, 2*jitter, base.Bandwidth, seed)
 	}
+	top := base.Wrap(raw)
 	for _, d := range extra {
 		top = d.Wrap(top)
 	}

@@ -401,3 +401,38 @@ func TestNetworkBandwidth(t *testing.T) {
 		}
 	})
 }
+
+// A writer that outruns a jittered link is held back, and its write
+// deadline ends the wait.
+func TestNetworkJitterBackPressure(t *testing.T) {
+	inBubble(t, func(t *testing.T) {
+		r := newRawNet(t, 2, LinkSpec{Latency: Duration(20 * time.Millisecond), Jitter: Duration(5 * time.Millisecond), Bandwidth: 100e3})
+		ca, _, err := r.dial(0, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		_ = ca.SetWriteDeadline(start.Add(time.Second))
+		buf := make([]byte, 64<<10)
+		written := 0
+		for {
+			n, err := ca.Write(buf)
+			written += n
+			if err != nil {
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("write: %v, want the deadline", err)
+				}
+				break
+			}
+		}
+		if took := time.Since(start); took != time.Second {
+			t.Fatalf("the deadline ended the write after %v, want 1s", took)
+		}
+		// The far end never reads: at most what the jitter line holds
+		// (256 KiB), what the bottleneck lets overdue (256 KiB), its
+		// queue, with a write to spare.
+		if limit := 2*minJitterHeld + faultnet.DefaultBuffer + len(buf); written > limit {
+			t.Fatalf("%d bytes accepted in 1 s, want at most %d", written, limit)
+		}
+	})
+}

@@ -292,3 +292,43 @@ func TestRunTopologies(t *testing.T) {
 		})
 	}
 }
+
+// Faults applied on the fly are traced and measured like scheduled ones.
+func TestSimApply(t *testing.T) {
+	sc := baseline(10)
+	sc.Duration = Duration(20 * time.Second)
+	inBubble(t, func(t *testing.T) {
+		s, err := Start(sc, bubbleOpts())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		time.Sleep(5 * time.Second) // virtual: the links are up within about a second
+		e := edgeOf(s.Graph(), 2)
+		if err := s.Apply(Fault{Kind: FaultReset, Nodes: []int{e[0], e[1]}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, bad := range []Fault{
+			{Kind: FaultCrash, Nodes: []int{1}, For: Duration(time.Second)},
+			{Kind: FaultChurn, Rate: 1},
+			{Kind: FaultReset, Nodes: []int{1}},
+		} {
+			if err := s.Apply(bad); !errors.Is(err, ErrScenario) {
+				t.Errorf("Apply(%+v): %v, want ErrScenario", bad, err)
+			}
+		}
+		res, err := s.Run(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := res.Reconnects
+		if len(r) != 1 || r[0].Cause != "reset" || r[0].Edge != e || r[0].At.D() != 5*time.Second {
+			t.Fatalf("reconnects %+v, want the reset of %v at 5s", r, e)
+		}
+		// The dialing end redials after its first reconnect wait (up to
+		// Backoff.InitialInterval, 1 s) and one round of handshakes.
+		if r[0].After.D() > 2*time.Second || res.ReconnectAfterReset.Count != 1 {
+			t.Fatalf("reconnect after reset %+v", res.ReconnectAfterReset)
+		}
+	})
+}

@@ -366,6 +366,26 @@ func (s *Sim) settle() {
 	}
 }
 
+// Apply applies fault f now (its At is ignored), and records it in the
+// trace as a scheduled fault would be: for faults that a test or a
+// workload decides on the fly. A fault with a For, and churn, which
+// need a schedule, belong in the Scenario: Apply refuses them.
+func (s *Sim) Apply(f Fault) error {
+	if f.Kind == FaultChurn || f.For != 0 {
+		return fmt.Errorf("%w: Apply: a %s fault with For %v needs a schedule: put it in the Scenario", ErrScenario, f.Kind, f.For)
+	}
+	f.At = 0
+	if field, problem := f.validate(s.sc.Nodes); field != "" {
+		return fmt.Errorf("%w: Apply: %s %s", ErrScenario, field, problem)
+	}
+	for _, a := range (Scenario{Nodes: s.sc.Nodes, Faults: []Fault{f}}).schedule() {
+		if err := s.apply(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // apply carries out one scheduled fault.
 func (s *Sim) apply(a action) error {
 	at := s.Elapsed()
