@@ -50,10 +50,9 @@ type jitterConn struct {
 	lastDue  time.Time // due time of the last packet queued
 	err      error     // the conn below failed a write: later writes fail
 	closed   bool
-	flushing bool          // closed with packets held: hand them over at once
-	wdl      time.Time     // write deadline: bounds a wait for room
-	wdlSet   chan struct{} // closed and replaced when wdl changes
-	readers  int           // Reads inside the raw conn's Read
+	flushing bool    // closed with packets held: hand them over at once
+	wdl      movable // write deadline: bounds a wait for room
+	readers  int     // Reads inside the raw conn's Read
 
 	wake     chan struct{} // a packet was queued
 	space    chan struct{} // held went down
@@ -70,7 +69,7 @@ type jitterPacket struct {
 func newJitterConn(c net.Conn, spread time.Duration, bandwidth int64, seed uint64) *jitterConn {
 	j := &jitterConn{
 		Conn: c, spread: spread, seed: seed, maxHeld: jitterHeld(spread, bandwidth),
-		wdlSet: make(chan struct{}), wake: make(chan struct{}, 1), space: make(chan struct{}, 1),
+		wdl: newMovable(), wake: make(chan struct{}, 1), space: make(chan struct{}, 1),
 		closing: make(chan struct{}), readIdle: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	go j.deliver()
@@ -110,23 +109,10 @@ func (j *jitterConn) Write(p []byte) (int, error) {
 			signal(j.wake)
 			return len(p), nil
 		}
-		dl, changed := j.wdl, j.wdlSet
+		dl := j.wdl
 		j.mu.Unlock()
-		var expire <-chan time.Time
-		var t *time.Timer
-		if !dl.IsZero() {
-			t = time.NewTimer(time.Until(dl))
-			expire = t.C
-		}
-		select {
-		case <-j.space:
-		case <-j.closing:
-		case <-changed:
-		case <-expire:
+		if waitUntil(dl, j.space, j.closing) == expired {
 			return 0, j.opError("write", os.ErrDeadlineExceeded)
-		}
-		if t != nil {
-			t.Stop()
 		}
 	}
 }
@@ -286,9 +272,7 @@ func (j *jitterConn) SetWriteDeadline(t time.Time) error {
 	if j.closed {
 		return j.opError("set", net.ErrClosed)
 	}
-	j.wdl = t
-	close(j.wdlSet)
-	j.wdlSet = make(chan struct{})
+	j.wdl.set(t)
 	return nil
 }
 

@@ -433,7 +433,7 @@ func (nw *Network) attach(c net.Conn, local, remote int) *simConn {
 	for _, d := range extra {
 		top = d.Wrap(top)
 	}
-	sc := &simConn{Conn: c, nw: nw, local: local, remote: remote, top: top, holed: make(chan struct{}), done: make(chan struct{}), rdlChanged: make(chan struct{})}
+	sc := &simConn{Conn: c, nw: nw, local: local, remote: remote, top: top, holed: make(chan struct{}), done: make(chan struct{}), rdl: newMovable()}
 	nw.mu.Lock()
 	k := keyOf(local, remote)
 	if nw.conns[k] == nil {
@@ -466,14 +466,12 @@ type simConn struct {
 	nw            *Network
 	local, remote int
 
-	mu  sync.Mutex
-	top net.Conn  // the stack's top: Write and Read go through it
-	wdl time.Time // the write deadline, for layers pushed later
-	rdl time.Time // the read deadline, for reads waiting in a hole
-	// rdlChanged is closed, and replaced, when rdl changes.
-	rdlChanged chan struct{}
-	closed     bool
-	done       chan struct{} // closed by Close
+	mu     sync.Mutex
+	top    net.Conn  // the stack's top: Write and Read go through it
+	wdl    time.Time // the write deadline, for layers pushed later
+	rdl    movable   // the read deadline, for reads waiting in a hole
+	closed bool
+	done   chan struct{} // closed by Close
 
 	holeOnce sync.Once
 	holed    chan struct{}
@@ -539,26 +537,13 @@ func (c *simConn) Read(p []byte) (int, error) {
 func (c *simConn) waitHoled() error {
 	for {
 		c.mu.Lock()
-		dl, changed := c.rdl, c.rdlChanged
+		dl := c.rdl
 		c.mu.Unlock()
-		var expire <-chan time.Time
-		var t *time.Timer
-		if !dl.IsZero() {
-			t = time.NewTimer(time.Until(dl))
-			expire = t.C
-		}
-		select {
-		case <-expire:
+		switch waitUntil(dl, c.done, nil) {
+		case expired:
 			return &net.OpError{Op: "read", Net: "memory", Addr: c.RemoteAddr(), Err: os.ErrDeadlineExceeded}
-		case <-c.done:
-			if t != nil {
-				t.Stop()
-			}
+		case woken:
 			return &net.OpError{Op: "read", Net: "memory", Addr: c.RemoteAddr(), Err: net.ErrClosed}
-		case <-changed: // a new deadline applies to this read too
-			if t != nil {
-				t.Stop()
-			}
 		}
 	}
 }
@@ -608,9 +593,7 @@ func (c *simConn) SetDeadline(t time.Time) error {
 
 func (c *simConn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
-	c.rdl = t
-	close(c.rdlChanged)
-	c.rdlChanged = make(chan struct{})
+	c.rdl.set(t)
 	top := c.top
 	c.mu.Unlock()
 	return top.SetReadDeadline(t)
