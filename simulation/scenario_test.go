@@ -51,6 +51,8 @@ func TestScenarioValidate(t *testing.T) {
 		{`{"nodes": 10, "duration": "1s", "faults": [{"kind": "heal", "at": "-1s"}]}`, "At"},
 		{`{"nodes": 10, "duration": "1s", "colour": "blue"}`, "colour"},
 		{`{"nodes": 10, "duration": "fast"}`, "fast"},
+		{`{"nodes": 100000000, "duration": "1s"}`, "Nodes"},
+		{`{"nodes": 10, "duration": "1s", "faults": [{"kind": "churn", "rate": 1e9, "for": "1h", "down": "1s"}]}`, "Faults[0].Rate"},
 	} {
 		_, err := ParseScenario([]byte(tc.json))
 		if !errors.Is(err, ErrScenario) || !strings.Contains(err.Error(), tc.field) {

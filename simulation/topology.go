@@ -246,10 +246,15 @@ func SmallWorld(n, k int, beta float64, seed uint64) (Graph, error) {
 	return g.sortAdj(), nil
 }
 
-// FullMesh returns the complete graph on n nodes.
+// MaxFullMesh is the largest FullMesh: its n(n−1)/2 edges grow fast, and
+// past 401 nodes a manager with the default MaxConnections (400) refuses
+// links anyway (raise it with Options.Configure).
+const MaxFullMesh = 4096
+
+// FullMesh returns the complete graph on n nodes, 1 ≤ n ≤ MaxFullMesh.
 func FullMesh(n int) (Graph, error) {
-	if n < 1 {
-		return Graph{}, fmt.Errorf("%w: full-mesh: %d nodes, want at least 1", ErrTopology, n)
+	if n < 1 || n > MaxFullMesh {
+		return Graph{}, fmt.Errorf("%w: full-mesh: %d nodes, want 1 to %d", ErrTopology, n, MaxFullMesh)
 	}
 	g := newGraph(n)
 	for i := range n {

@@ -136,8 +136,10 @@ func TestFullMesh(t *testing.T) {
 	if len(g.Edges()) != 12*11/2 || !g.Connected() {
 		t.Fatalf("%d edges", len(g.Edges()))
 	}
-	if _, err := FullMesh(0); !errors.Is(err, ErrTopology) {
-		t.Fatalf("FullMesh(0): %v", err)
+	for _, n := range []int{0, MaxFullMesh + 1} {
+		if _, err := FullMesh(n); !errors.Is(err, ErrTopology) {
+			t.Fatalf("FullMesh(%d): %v", n, err)
+		}
 	}
 }
 
