@@ -36,11 +36,11 @@ type scaleFigures struct {
 }
 
 // scaleScenario is the baseline at n nodes: degree 8, 60 virtual
-// seconds, 20–60 ms links at 100 Mbit/s.
+// seconds, 20–60 ms links (± 5 ms per packet) at 100 Mbit/s.
 func scaleScenario(n int) Scenario {
 	return Scenario{
 		Name: "scale", Nodes: n, Degree: 8, Duration: Duration(time.Minute), Seed: 1,
-		Link: LinkSpec{Latency: Duration(40 * time.Millisecond), Spread: Duration(20 * time.Millisecond), Bandwidth: 12_500_000},
+		Link: LinkSpec{Latency: Duration(40 * time.Millisecond), Spread: Duration(20 * time.Millisecond), Jitter: Duration(5 * time.Millisecond), Bandwidth: 12_500_000},
 		// One sample per 10 s: the samples are not what is measured.
 		SampleEvery: Duration(10 * time.Second),
 	}
