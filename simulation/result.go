@@ -194,10 +194,11 @@ type Result struct {
 
 	// HeapPerNode is the live heap (after a GC) at the end of the run,
 	// less what was live before the nodes started, over the nodes;
-	// GoroutinesPerNode likewise. Both include the network's shaping
-	// goroutines and buffers, and the harness's (one collector per
-	// node).
+	// StackPerNode and GoroutinesPerNode likewise for the goroutines'
+	// stacks and number. All include the network's shaping goroutines
+	// and buffers, and the harness's (one collector per node).
 	HeapPerNode       int64   `json:"heap_per_node"`
+	StackPerNode      int64   `json:"stack_per_node"`
 	GoroutinesPerNode float64 `json:"goroutines_per_node"`
 
 	trace []Record
@@ -208,7 +209,8 @@ func (r *Result) Trace() []Record { return r.trace }
 
 // result measures the run so far.
 func (s *Sim) result() *Result {
-	heap, goroutines := heapInUse(), runtime.NumGoroutine()
+	heap, stacks := memInUse()
+	goroutines := runtime.NumGoroutine()
 	s.mu.Lock()
 	trace := slices.Clone(s.trace)
 	s.mu.Unlock()
@@ -223,6 +225,7 @@ func (s *Sim) result() *Result {
 		TraceLen:          len(trace),
 		DroppedEvents:     s.dropped.Load(),
 		HeapPerNode:       (int64(heap) - int64(s.heap0)) / int64(s.sc.Nodes),
+		StackPerNode:      (int64(stacks) - int64(s.stacks0)) / int64(s.sc.Nodes),
 		GoroutinesPerNode: float64(goroutines-s.goroutines0) / float64(s.sc.Nodes),
 		trace:             trace,
 	}

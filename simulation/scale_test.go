@@ -29,6 +29,7 @@ type scaleFigures struct {
 	Virtual           float64 `json:"virtual_s"`
 	Wall              float64 `json:"wall_s"`
 	HeapPerNode       int64   `json:"heap_per_node"`
+	StackPerNode      int64   `json:"stack_per_node"`
 	GoroutinesPerNode float64 `json:"goroutines_per_node"`
 	FullyConnectedAt  float64 `json:"fully_connected_at_s"`
 	TraceHash         string  `json:"trace_hash"`
@@ -67,7 +68,7 @@ func TestScaleChild(t *testing.T) {
 	}
 	b, _ := json.Marshal(scaleFigures{
 		Nodes: res.Nodes, Edges: res.Edges, Virtual: res.Duration.D().Seconds(), Wall: wall.Seconds(),
-		HeapPerNode: res.HeapPerNode, GoroutinesPerNode: res.GoroutinesPerNode,
+		HeapPerNode: res.HeapPerNode, StackPerNode: res.StackPerNode, GoroutinesPerNode: res.GoroutinesPerNode,
 		FullyConnectedAt: res.FullyConnectedAt.D().Seconds(), TraceHash: res.TraceHash,
 	})
 	fmt.Println(scalePrefix + string(b))
@@ -96,6 +97,7 @@ func BenchmarkScale(b *testing.B) {
 			b.ReportMetric(f.Wall, "wall-s")
 			b.ReportMetric(f.Virtual/f.Wall, "virtual-s/wall-s")
 			b.ReportMetric(float64(f.HeapPerNode), "heap-B/node")
+			b.ReportMetric(float64(f.StackPerNode), "stack-B/node")
 			b.ReportMetric(f.GoroutinesPerNode, "goroutines/node")
 			b.ReportMetric(f.FullyConnectedAt, "connected-at-s")
 			if f.MaxRSS > 0 {

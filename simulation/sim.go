@@ -64,6 +64,7 @@ type Sim struct {
 	start time.Time
 
 	heap0       uint64 // heap in use before the nodes started
+	stacks0     uint64 // goroutine stacks then
 	goroutines0 int
 
 	mu     sync.Mutex
@@ -112,7 +113,8 @@ func Start(sc Scenario, opts Options) (*Sim, error) {
 		}
 		s.index[s.ids[i].ID()] = i
 	}
-	s.heap0, s.goroutines0 = heapInUse(), runtime.NumGoroutine()
+	s.heap0, s.stacks0 = memInUse()
+	s.goroutines0 = runtime.NumGoroutine()
 	s.start = time.Now()
 	for i := range s.nodes {
 		if err := s.startNode(i); err != nil {
@@ -425,10 +427,11 @@ func (s *Sim) apply(a action) error {
 	return nil
 }
 
-// heapInUse returns the live heap after a collection.
-func heapInUse() uint64 {
+// memInUse returns the live heap after a collection, and the goroutine
+// stacks.
+func memInUse() (heap, stacks uint64) {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
+	return ms.HeapAlloc, ms.StackInuse
 }
