@@ -18,8 +18,9 @@ import (
 // of the test binary and reports what it measured.
 
 const (
-	scaleEnv    = "PEERLINK_SIM_SCALE_NODES"
-	scalePrefix = "SIMSCALE "
+	scaleEnv     = "PEERLINK_SIM_SCALE_NODES"
+	scaleBareEnv = "PEERLINK_SIM_SCALE_BARE"
+	scalePrefix  = "SIMSCALE "
 )
 
 // scaleFigures is what the child reports.
@@ -55,10 +56,14 @@ func TestScaleChild(t *testing.T) {
 		t.Skip("run by BenchmarkScale")
 	}
 	start := time.Now() // outside the bubble: the real clock
+	sc := scaleScenario(n)
+	if os.Getenv(scaleBareEnv) != "" {
+		sc.Link = LinkSpec{} // no shaping: what the managers alone cost
+	}
 	var res *Result
 	inBubble(t, func(t *testing.T) {
 		var err error
-		if res, err = Run(t.Context(), scaleScenario(n), bubbleOpts()); err != nil {
+		if res, err = Run(t.Context(), sc, bubbleOpts()); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -77,8 +82,11 @@ func TestScaleChild(t *testing.T) {
 // BenchmarkScale runs the baseline (degree 8, 60 virtual seconds) at
 // each size in a child process and reports its wall time, heap and
 // goroutines per node, and the child's peak RSS per node (stacks
-// included, which the heap figure leaves out). Sizes: PEERLINK_SIM_SCALE_SIZES, comma-separated
-// (default 100,1000).
+// included, which the heap figure leaves out). Sizes:
+// PEERLINK_SIM_SCALE_SIZES, comma-separated (default 100,1000). With
+// PEERLINK_SIM_SCALE_BARE set the links are not shaped (no faultnet
+// goroutines or buffers): what the managers and the memory transport
+// alone cost.
 func BenchmarkScale(b *testing.B) {
 	sizes := "100,1000"
 	if s := os.Getenv("PEERLINK_SIM_SCALE_SIZES"); s != "" {
