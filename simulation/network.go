@@ -214,6 +214,14 @@ func (nw *Network) Link(from, to int) faultnet.Link {
 	return l
 }
 
+// RTT returns the true round-trip time between a and b now: the sum of
+// the two directions' latencies (Link), which per-packet jitter varies
+// around, and which queueing behind other traffic adds to. It is what a
+// node's latency estimate of the other should approach on an idle link.
+func (nw *Network) RTT(a, b int) time.Duration {
+	return nw.Link(a, b).Latency + nw.Link(b, a).Latency
+}
+
 // checkLink validates the arguments of SetLink and Degrade.
 func (nw *Network) checkLink(op string, from, to int, l faultnet.Link) error {
 	if err := nw.valid(from, to); err != nil {

@@ -153,14 +153,14 @@ func TestRunManagersSeeTrueLatency(t *testing.T) {
 			return res.RTT
 		}
 		time.Sleep(5 * time.Second) // virtual: the links come up within about a second
-		before := s.Network().Link(e[0], e[1]).Latency + s.Network().Link(e[1], e[0]).Latency
+		before := s.Network().RTT(e[0], e[1])
 		if got := ping(); got != before {
 			t.Fatalf("RTT %v, want the true %v", got, before)
 		}
 		if _, err := s.Run(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		after := s.Network().Link(e[0], e[1]).Latency + s.Network().Link(e[1], e[0]).Latency
+		after := s.Network().RTT(e[1], e[0])
 		if after != before+150*time.Millisecond {
 			t.Fatalf("true RTT after the degradation %v, want %v", after, before+150*time.Millisecond)
 		}
