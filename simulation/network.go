@@ -317,6 +317,27 @@ func (nw *Network) BlackHole(a, b int) int {
 	return len(cs)
 }
 
+// BlackHoleNode silences every connection now open to or from node i,
+// as BlackHole does for a pair; it returns how many conn ends it
+// silenced.
+func (nw *Network) BlackHoleNode(i int) int {
+	nw.check(i)
+	nw.mu.Lock()
+	var cs []*simConn
+	for k, set := range nw.conns {
+		if k.a == i || k.b == i {
+			for c := range set {
+				cs = append(cs, c)
+			}
+		}
+	}
+	nw.mu.Unlock()
+	for _, c := range cs {
+		c.blackHole()
+	}
+	return len(cs)
+}
+
 // Partition cuts the network into groups: every connection between
 // nodes of different groups is black-holed now, and connections made
 // across the cut until Heal start black-holed (a dial then times out in

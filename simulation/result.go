@@ -25,13 +25,14 @@ const (
 	KindDegrade
 	KindPartition
 	KindHeal
+	KindPowerOff
 	KindConnected
 	KindDisconnected
 )
 
 var kindNames = [...]string{
 	KindCrash: "crash", KindRestart: "restart", KindReset: "reset", KindBlackHole: "blackhole",
-	KindDegrade: "degrade", KindPartition: "partition", KindHeal: "heal",
+	KindDegrade: "degrade", KindPartition: "partition", KindHeal: "heal", KindPowerOff: "poweroff",
 	KindConnected: "connected", KindDisconnected: "disconnected",
 }
 
@@ -126,7 +127,7 @@ type Reconnect struct {
 // Detection is how long a node took to declare a silenced link dead (its
 // EventDisconnected).
 type Detection struct {
-	Cause string   `json:"cause"` // "blackhole" or "partition"
+	Cause string   `json:"cause"` // "blackhole", "partition" or "poweroff"
 	Node  int      `json:"node"`
 	Peer  int      `json:"peer"`
 	At    Duration `json:"at"`
@@ -189,7 +190,7 @@ type Result struct {
 	ReconnectAfterReset   Summary     `json:"reconnect_after_reset"`
 	Detections            []Detection `json:"detections,omitempty"`
 	DeadLinkDetection     Summary     `json:"dead_link_detection"`
-	Crashes               int         `json:"crashes"`
+	Crashes               int         `json:"crashes"` // power-offs included
 	Restarts              int         `json:"restarts"`
 
 	// HeapPerNode is the live heap (after a GC) at the end of the run,
@@ -344,8 +345,17 @@ func (r *replay) apply(rec Record) {
 			}
 		}
 		r.update(i, j, rec.At)
-	case KindCrash:
+	case KindCrash, KindPowerOff:
 		r.res.Crashes++
+		// After a power-off, each peer still linked must find out.
+		var silent []int
+		if rec.Kind == KindPowerOff {
+			for j := range r.view[i] {
+				if _, ok := r.view[j][i]; ok && r.up[j] {
+					silent = append(silent, j)
+				}
+			}
+		}
 		r.up[i] = false
 		r.nodesUp--
 		peers := r.view[i]
@@ -360,6 +370,9 @@ func (r *replay) apply(rec Record) {
 		}
 		for _, j := range r.g.Adj[i] {
 			delete(r.reconnects, keyOf(i, j))
+		}
+		for _, j := range silent {
+			r.detections[dirPair{j, i}] = detectionWatch{"poweroff", rec.At}
 		}
 	case KindRestart:
 		r.res.Restarts++

@@ -332,3 +332,38 @@ func TestSimApply(t *testing.T) {
 		}
 	})
 }
+
+// A node that loses power sends nothing, not even its close: each peer
+// finds its link dead by its own health checks, then the node comes back.
+func TestRunPowerOff(t *testing.T) {
+	sc := baseline(16)
+	sc.Duration = Duration(300 * time.Second)
+	const victim = 5
+	sc.Faults = []Fault{{Kind: FaultPowerOff, At: Duration(10 * time.Second), For: Duration(70 * time.Second), Nodes: []int{victim}}}
+	g, _ := sc.Graph()
+	inBubble(t, func(t *testing.T) {
+		res, err := Run(t.Context(), sc, bubbleOpts())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("detections %+v; reconnect after restart %+v", res.Detections, res.ReconnectAfterRestart)
+		hc := sc.Health.config()
+		d := res.DeadLinkDetection
+		if d.Count != g.Degree(victim) || d.Missing != 0 || d.Max.D() > hc.DetectionBound() {
+			t.Fatalf("detection %+v: want each of the %d peers within %v", d, g.Degree(victim), hc.DetectionBound())
+		}
+		for _, det := range res.Detections {
+			// No close crossed: only failed probes (at least one timeout)
+			// can have told.
+			if det.Cause != "poweroff" || det.Peer != victim || det.After.D() < hc.Timeout {
+				t.Fatalf("detection %+v: want a health-check finding, after at least %v", det, hc.Timeout)
+			}
+		}
+		// The peers that redial it have failed for 35 s by the restart:
+		// their backoff (capped at 60 s) and breaker (open 30 s) make
+		// them wait up to a capped interval and a dial.
+		if r := res.ReconnectAfterRestart; r.Count != g.Degree(victim) || r.Missing != 0 || r.Max.D() > 70*time.Second {
+			t.Fatalf("reconnect after restart %+v: want all %d links back within 70 s", r, g.Degree(victim))
+		}
+	})
+}

@@ -34,6 +34,11 @@ const (
 	// FaultCrash stops the managers of Nodes; with For set they restart
 	// For later, with the same identity and address.
 	FaultCrash = "crash"
+	// FaultPowerOff stops the nodes of Nodes as a power cut or a frozen
+	// host does: their links go silent first (Network.BlackHoleNode),
+	// so that their peers find out only by their own health checks, then
+	// their managers stop. With For set they restart For later.
+	FaultPowerOff = "poweroff"
 	// FaultRestart starts the crashed managers of Nodes again.
 	FaultRestart = "restart"
 	// FaultChurn crashes nodes at Rate per second over the whole network
@@ -236,7 +241,7 @@ func (f Fault) validate(n int) (field, problem string) {
 			}
 		}
 	case FaultHeal:
-	case FaultCrash, FaultRestart:
+	case FaultCrash, FaultPowerOff, FaultRestart:
 		if len(f.Nodes) == 0 {
 			return "Nodes", "is empty"
 		}
@@ -278,7 +283,7 @@ type action struct {
 	nodes  []int
 	groups [][]int
 	link   faultnet.Link
-	cause  string // what a crash or restart is part of: "crash" or "churn"
+	cause  string // what a crash or restart is part of: its fault's kind
 }
 
 // schedule expands the faults into actions in time order (ties keep the
@@ -291,7 +296,7 @@ func (sc Scenario) schedule() []action {
 	// to choose among the nodes up.
 	down := make([][][2]time.Duration, sc.Nodes) // per node: [from, to)
 	for _, f := range sc.Faults {
-		if f.Kind != FaultCrash {
+		if f.Kind != FaultCrash && f.Kind != FaultPowerOff {
 			continue
 		}
 		to := time.Duration(math.MaxInt64)
@@ -318,10 +323,10 @@ func (sc Scenario) schedule() []action {
 			if f.For > 0 {
 				acts = append(acts, action{at: at + f.For.D(), kind: FaultHeal})
 			}
-		case FaultCrash:
-			acts = append(acts, action{at: at, kind: f.Kind, nodes: f.Nodes, cause: FaultCrash})
+		case FaultCrash, FaultPowerOff:
+			acts = append(acts, action{at: at, kind: f.Kind, nodes: f.Nodes, cause: f.Kind})
 			if f.For > 0 {
-				acts = append(acts, action{at: at + f.For.D(), kind: FaultRestart, nodes: f.Nodes, cause: FaultCrash})
+				acts = append(acts, action{at: at + f.For.D(), kind: FaultRestart, nodes: f.Nodes, cause: f.Kind})
 			}
 		case FaultDegrade:
 			acts = append(acts, action{at: at, kind: f.Kind, nodes: f.Nodes,

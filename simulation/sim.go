@@ -260,7 +260,14 @@ func (s *Sim) record(r Record) {
 
 // Crash stops node i's manager at once (Close: its links drop, as when
 // its process dies and its kernel closes the sockets).
-func (s *Sim) Crash(i int) error {
+func (s *Sim) Crash(i int) error { return s.stop(i, KindCrash) }
+
+// PowerOff stops node i as a power cut or a frozen host does: its links
+// go silent (the sockets stay open at its peers, which must find out by
+// their health checks), then its manager stops.
+func (s *Sim) PowerOff(i int) error { return s.stop(i, KindPowerOff) }
+
+func (s *Sim) stop(i int, kind Kind) error {
 	if err := s.net.valid(i); err != nil {
 		return err
 	}
@@ -271,8 +278,13 @@ func (s *Sim) Crash(i int) error {
 		return fmt.Errorf("%w: node %d", ErrNodeDown, i)
 	}
 	s.nodes[i].m = nil
-	s.appendLocked(Record{At: s.Elapsed(), Kind: KindCrash, Node: i, Inc: s.nodes[i].inc, Peer: -1})
+	s.appendLocked(Record{At: s.Elapsed(), Kind: kind, Node: i, Inc: s.nodes[i].inc, Peer: -1})
 	s.mu.Unlock()
+	if kind == KindPowerOff {
+		// Nothing it sends from now on, its close included, reaches
+		// anyone.
+		s.net.BlackHoleNode(i)
+	}
 	return m.Close()
 }
 
@@ -414,6 +426,12 @@ func (s *Sim) apply(a action) error {
 	case FaultCrash:
 		for _, i := range a.nodes {
 			if err := s.Crash(i); err != nil && !errors.Is(err, ErrNodeDown) {
+				return err
+			}
+		}
+	case FaultPowerOff:
+		for _, i := range a.nodes {
+			if err := s.PowerOff(i); err != nil && !errors.Is(err, ErrNodeDown) {
 				return err
 			}
 		}
