@@ -19,8 +19,8 @@
 //     rate); scenarios/ holds the shipped ones.
 //   - Sim (Start, Run): one manager per node wired as the graph through
 //     the public API (the lower-numbered end of each edge keeps the
-//     other as a persistent peer), node crash and restart with the same
-//     identity, a trace of every connection event and fault, and a
+//     other as a persistent peer), node crash (or power-off: its links
+//     go silent first) and restart with the same identity, a trace of every connection event and fault, and a
 //     Result: connectivity over time, reconnect times after restarts,
 //     heals and resets, dead-link detection times, heap and goroutines
 //     per node, and the trace's hash.

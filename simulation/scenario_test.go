@@ -51,6 +51,7 @@ func TestScenarioValidate(t *testing.T) {
 		{`{"nodes": 10, "duration": "1s", "faults": [{"kind": "heal", "at": "-1s"}]}`, "At"},
 		{`{"nodes": 10, "duration": "1s", "colour": "blue"}`, "colour"},
 		{`{"nodes": 10, "duration": "fast"}`, "fast"},
+		{`{"nodes": 10, "duration": "1s", "faults": [{"kind": "poweroff"}]}`, "Faults[0].Nodes is empty"},
 		{`{"nodes": 100000000, "duration": "1s"}`, "Nodes"},
 		{`{"nodes": 10, "duration": "1s", "faults": [{"kind": "churn", "rate": 1e9, "for": "1h", "down": "1s"}]}`, "Faults[0].Rate"},
 	} {
