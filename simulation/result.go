@@ -66,8 +66,16 @@ type Record struct {
 	Dir uint8 `json:"dir,omitempty"`
 
 	act *action // the scheduled fault, if any (for partitions' groups)
+	seq uint64  // arrival order in the trace (not hashed: see compareRecords)
 }
 
+// compareRecords orders a trace by content, not by the order goroutines
+// happened to append it in, so that it repeats: by time, faults first,
+// then by node and incarnation, then by peer. Records equal so far keep
+// their arrival order: they are one node's events about one peer at one
+// instant (a replaced link's EventDisconnected, then its successor's
+// EventConnected), which the manager publishes in causal order, or
+// faults at one instant, which the harness applies one after another.
 func compareRecords(a, b Record) int {
 	if c := cmp.Compare(a.At, b.At); c != 0 {
 		return c
@@ -78,9 +86,7 @@ func compareRecords(a, b Record) int {
 		}
 		return 1
 	}
-	return cmp.Or(
-		cmp.Compare(a.Node, b.Node), cmp.Compare(a.Inc, b.Inc), cmp.Compare(a.Peer, b.Peer),
-		cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Reason, b.Reason), cmp.Compare(a.Dir, b.Dir))
+	return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.Inc, b.Inc), cmp.Compare(a.Peer, b.Peer), cmp.Compare(a.seq, b.seq))
 }
 
 // TraceHash returns FNV-64a over the records, which must be sorted (as

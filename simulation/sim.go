@@ -249,7 +249,10 @@ func (s *Sim) collect(i, inc int, sub *peerlink.Subscription) {
 	s.dropped.Add(sub.Dropped())
 }
 
-func (s *Sim) appendLocked(r Record) { s.trace = append(s.trace, r) }
+func (s *Sim) appendLocked(r Record) {
+	r.seq = uint64(len(s.trace))
+	s.trace = append(s.trace, r)
+}
 
 // record adds a fault to the trace.
 func (s *Sim) record(r Record) {
