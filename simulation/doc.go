@@ -35,12 +35,9 @@
 // the trace by content rather than arrival, so the trace hash repeats
 // from run to run and across GOMAXPROCS.
 //
-// What can still vary is what the managers themselves leave to goroutine
-// order at one virtual instant. Known case: a black-holed link under the
-// default health settings is declared dead 60 s or 65 s after the hole,
-// because a health probe may join a mux ping started one sweep earlier
-// at the very instant that ping times out (both 10 s); the trace hash
-// then differs, the measures by one probe timeout.
+// What could still vary is what the managers themselves leave to
+// goroutine order at one virtual instant; the shipped scenarios are run
+// three times each in the tests to catch it.
 //
 // Every goroutine the harness starts ends with Close; Start and Close
 // must run in the same bubble. yamux keeps a process-wide pool of timers:

@@ -188,3 +188,25 @@ func TestShippedScenarios(t *testing.T) {
 		})
 	}
 }
+
+// Every shipped scenario repeats from its seed: three runs, one trace
+// hash (churn and black holes included).
+func TestShippedScenariosRepeat(t *testing.T) {
+	for name, sc := range shipped(t) {
+		t.Run(name, func(t *testing.T) {
+			var hashes []string
+			for range 3 {
+				inBubble(t, func(t *testing.T) {
+					res, err := Run(t.Context(), sc, bubbleOpts())
+					if err != nil {
+						t.Fatal(err)
+					}
+					hashes = append(hashes, res.TraceHash)
+				})
+			}
+			if hashes[0] != hashes[1] || hashes[1] != hashes[2] {
+				t.Fatalf("one seed, three traces: %v", hashes)
+			}
+		})
+	}
+}
