@@ -55,7 +55,7 @@ func (c IdleConfig) withDefaults() IdleConfig {
 // idleExempt reports whether r's link is kept however idle. r.mu must be
 // held.
 func idleExempt(r *record) bool {
-	return trimExempt(r)
+	return trimExempt(r) || keptWarm(r)
 }
 
 // noteUse marks l as used now: a stream was opened or ended on it.

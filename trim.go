@@ -214,13 +214,12 @@ func (m *ConnectionManager) refuseFull(err error) error {
 	return transport.Refuse(transport.RefusalLimit, err)
 }
 
-// trimExempt reports whether r's link is never trimmed (nor closed as
-// idle): a persistent or protected peer, or one the keep-warm loop keeps
-// warm. The kept peers are the node's own choice, by score, from its
-// address book, at most Warming.MinWarm of them; trimming one would only
-// make the loop dial it again. r.mu must be held.
+// trimExempt reports whether r's link is never trimmed. r.mu must be
+// held. (The peers kept warm are not exempt: they were chosen by score,
+// so a trim rarely picks one, and when shrunk limits make it, warming
+// fills no further than the high water mark, so it cannot undo it.)
 func trimExempt(r *record) bool {
-	return r.persistent || r.tags.protected() || keptWarm(r)
+	return r.persistent || r.tags.protected()
 }
 
 // upkeep is the goroutine that trims (when woken, and while the count

@@ -81,19 +81,12 @@ func (w *WarmingConfig) setDefaults(cfg *Config) error {
 	bad := func(field, format string, args ...any) error {
 		return fmt.Errorf("%w: Warming.%s %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
 	}
-	limits, err := cfg.connectionLimits().resolve()
-	if err != nil {
-		return err
-	}
 	switch {
 	case w.MinWarm < 0:
 		return bad("MinWarm", "is %d; want 0 (off) or more", w.MinWarm)
 	case cfg.MaxConnections > 0 && w.MinWarm > cfg.MaxConnections:
 		return bad("MinWarm", "is %d, more than MaxConnections (%d)", w.MinWarm, cfg.MaxConnections)
-	case limits.Trim.LowWater > 0 && w.MinWarm > limits.Trim.LowWater:
-		// The kept peers are never trimmed: a trim could not reach the
-		// low water mark.
-		return bad("MinWarm", "is %d, more than Trim.LowWater (%d)", w.MinWarm, limits.Trim.LowWater)
+
 	case w.Interval < 0:
 		return bad("Interval", "is %v; want a positive duration, or 0 for the default", w.Interval)
 	case math.IsNaN(w.ExploreShare) || w.ExploreShare > 1:

@@ -739,25 +739,26 @@ func BenchmarkKeepWarmRound(b *testing.B) {
 	}
 }
 
-// The peers kept warm are the node's own choice: idle expiry and trims
-// leave their links alone, while an explored or extra peer's idle link
-// goes. Warming fills no further than the high water mark.
-func TestKeptWarmPeersSurviveIdleExpiryAndTrims(t *testing.T) {
+// The peers kept warm are the node's own choice: idle expiry leaves their
+// links alone while an explored or extra peer's idle link goes. Limits
+// shrunk at run time trim by score, kept peers too, and warming fills
+// back no further than the high water mark; grown, they let warming fill.
+func TestKeptWarmPeersIdleExpiryAndLimits(t *testing.T) {
 	fake := clock.NewFake(time.Unix(1_000_000, 0))
 	a := newManager(t, func(c *peerlink.Config) {
 		c.Clock = fake
 		c.DisableHealthMonitor = true
-		c.Warming.MinWarm = 2
+		c.Warming.MinWarm = 3
 		c.Warming.ExploreShare = -1
 		c.Warming.Interval = time.Hour // rounds only when asked
 		c.Idle = peerlink.IdleConfig{Timeout: 5 * time.Minute, CleanupInterval: -1}
 	})
 	sub := a.Subscribe(0)
 	defer sub.Close()
-	ps := peers(t, 4)
+	ps := peers(t, 5)
 	addAll(t, a, ps)
 	a.KeepWarm()
-	waitUntil(t, sub, "2 peers are warm", func() bool { return len(a.WarmPeers()) == 2 })
+	waitUntil(t, sub, "3 peers are warm", func() bool { return len(a.WarmPeers()) == 3 })
 	kept := a.KeptWarmPeers()
 	// Two more links the node did not choose to keep.
 	for _, p := range ps {
@@ -772,26 +773,37 @@ func TestKeptWarmPeersSurviveIdleExpiryAndTrims(t *testing.T) {
 	if got := a.Peers(); !slices.Equal(got, sortedIDs(kept)) {
 		t.Fatalf("peers after idle expiry %v, want the kept ones %v", got, sortedIDs(kept))
 	}
-	// A trim to nothing leaves them too.
+
+	// Shrunk to a high water mark of 2: the worst kept peer goes, and a
+	// round warms nothing back past the mark.
+	worst := kept[0]
+	for _, id := range kept[1:] {
+		a.RecordSuccess(id, time.Millisecond)
+	}
+	a.RecordError(worst, errors.New("useless"))
 	if err := a.SetConnectionLimits(peerlink.ConnectionLimits{MaxConnections: 10, Trim: peerlink.TrimConfig{HighWater: 2, LowWater: 1, GracePeriod: -1, MinOutbound: -1}}); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := a.TrimOpenConns(ctxT(t)); err != nil || n != 0 {
-		t.Fatalf("TrimOpenConns = %d, %v; want nothing closed", n, err)
+	ev := waitEvent(t, sub, func(e peerlink.Event) bool {
+		return e.Type == peerlink.EventDisconnected && e.Reason != peerlink.ReasonIdle
+	})
+	if ev.Reason != peerlink.ReasonTrimmed || ev.Peer != worst {
+		t.Fatalf("after shrinking: %v, want the worst kept peer trimmed", ev)
 	}
-	if got := a.ConnectionCount(); got != 2 {
-		t.Fatalf("%d links after the trim, want the 2 kept warm", got)
+	pollUntil(t, "the trim to end", func() bool { return a.ConnectionCount() <= 2 })
+	for range 3 {
+		for range a.KeepWarm() {
+			waitEvent(t, sub, warmingOutcome)
+		}
 	}
-}
+	if got := a.ConnectionCount(); got > 2 {
+		t.Fatalf("%d links after warming rounds under a high water mark of 2", got)
+	}
 
-// MinWarm cannot exceed the low water mark: kept peers are never trimmed,
-// so a trim could never reach it.
-func TestMinWarmAboveLowWaterRefused(t *testing.T) {
-	cfg := peerlink.DefaultConfig()
-	cfg.ListenAddrs = nil
-	cfg.Trim = peerlink.TrimConfig{HighWater: 10, LowWater: 5}
-	cfg.Warming.MinWarm = 6
-	if _, err := peerlink.New(cfg); !errors.Is(err, peerlink.ErrInvalidConfig) || !strings.Contains(err.Error(), "Warming.MinWarm") || !strings.Contains(err.Error(), "LowWater") {
-		t.Fatalf("New with MinWarm above LowWater: %v, want an error naming both", err)
+	// Grown: warming fills the kept set again.
+	if err := a.SetConnectionLimits(peerlink.ConnectionLimits{MaxConnections: 10}); err != nil {
+		t.Fatal(err)
 	}
+	a.KeepWarm()
+	waitUntil(t, sub, "3 peers warm again", func() bool { return len(a.WarmPeers()) == 3 })
 }
