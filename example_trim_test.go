@@ -55,6 +55,9 @@ func ExampleConnectionManager_RegisterDecayingTag() {
 	fake := clock.NewFake(time.Unix(1_000_000, 0))
 	cfg := peerlink.DefaultConfig()
 	cfg.Clock = fake
+	// Tags live in the peer's record, which a peer without a link keeps
+	// for RecordRetention after its last activity.
+	cfg.RecordRetention = time.Hour
 	m, err := peerlink.New(cfg)
 	if err != nil {
 		panic(err)
