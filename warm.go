@@ -456,11 +456,18 @@ func (m *ConnectionManager) runWarm(r *record, call *warmCall) {
 		if err != nil {
 			break
 		}
-		if rtt, err = m.warmPing(l); err == nil || !l.dead() || m.ctx.Err() != nil {
+		if rtt, err = m.warmPing(l); m.ctx.Err() != nil {
 			break
 		}
-		// The link ended under the ping: replaced by the peer's own
-		// (two dials crossed), or closed. Warm the peer's link now, once.
+		r.mu.Lock()
+		lost := l.detached || r.link != l || l.dead()
+		r.mu.Unlock()
+		if !lost {
+			break
+		}
+		// The link ended under the ping or right after it: replaced by
+		// the peer's own (two dials crossed), or closed. Warm the peer's
+		// link now, once.
 	}
 	r.mu.Lock()
 	w := warmStateLocked(r)
