@@ -30,6 +30,10 @@ type dialCall struct {
 	// attempts has authenticated the peer: from then on the dial counts
 	// in the simultaneous-dial tie-break (see admission.go).
 	secured bool
+	// redials counts the dials made again because the peer still held a
+	// link we had closed (see staleAtRemote); the dial's goroutine alone
+	// uses it.
+	redials int
 }
 
 // errDialSatisfied marks a dial that failed after an inbound link from
@@ -289,14 +293,13 @@ func (m *ConnectionManager) dialAddrs(ctx context.Context, r *record, call *dial
 			case won:
 				// Called off: says nothing about the address.
 			default:
-				if ctx.Err() == nil {
+				var refused *transport.RemoteRefusedError
+				if errors.As(a.err, &refused) && refused.Code == transport.RefusalDuplicate {
+					duplicate = a.err // says nothing against the address
+				} else if ctx.Err() == nil {
 					r.mu.Lock()
 					r.book.Failed(a.addr)
 					r.mu.Unlock()
-				}
-				var refused *transport.RemoteRefusedError
-				if errors.As(a.err, &refused) && refused.Code == transport.RefusalDuplicate {
-					duplicate = a.err
 				}
 				errs = append(errs, fmt.Errorf("%s: %w", a.addr, a.err))
 				startNext()
@@ -308,12 +311,67 @@ func (m *ConnectionManager) dialAddrs(ctx context.Context, r *record, call *dial
 	switch {
 	case won:
 		return l, linkErr
+	case duplicate != nil && call.redials < maxStaleRedials:
+		if prev := m.staleAtRemote(r); prev != nil {
+			call.redials++
+			if err := m.waitStale(ctx, prev, call.redials); err != nil {
+				return nil, fmt.Errorf("peerlink: dial %s: %w (waiting for our old link to close: %w)", r.id.ShortString(), duplicate, err)
+			}
+			return m.dialAddrs(ctx, r, call, addrs)
+		}
+		return m.awaitInbound(ctx, r, duplicate)
 	case duplicate != nil:
 		return m.awaitInbound(ctx, r, duplicate)
 	case m.closed.Load():
 		return nil, ErrClosed
 	}
 	return nil, fmt.Errorf("peerlink: dial %s: %w", r.id.ShortString(), errors.Join(errs...))
+}
+
+// maxStaleRedials bounds the dials made again by one dial call because
+// the peer still held a link we had closed.
+const maxStaleRedials = 4
+
+// staleAtRemote returns the Done channel of the session of the link to r's
+// peer that we closed an instant ago,
+// if the peer had dialed it and no link of its is on its way to us: then a
+// refusal of our dial as a crossed one means the peer still holds that
+// link (the close has not reached it) and takes ours for a duplicate, and
+// no dial of its will come. Nothing else tells the two apart: a node that
+// disconnects a peer and dials it at once would otherwise wait
+// HandshakeTimeout for a link that never comes.
+func (m *ConnectionManager) staleAtRemote(r *record) <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev := r.lastLink
+	if prev.closed == nil || !prev.inbound || !r.admitted.IsZero() || m.currentLink(r) != nil ||
+		m.clock.Now().Sub(prev.at) > m.cfg.HandshakeTimeout {
+		return nil
+	}
+	return prev.closed
+}
+
+// waitStale waits until our end of the old link is closed, so that
+// the peer sees the close before our next dial; from the second redial on
+// it also waits a few milliseconds more (5, 20, 80), for a peer slow to
+// read it.
+func (m *ConnectionManager) waitStale(ctx context.Context, closed <-chan struct{}, redials int) error {
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if redials < 2 {
+		return nil
+	}
+	t := m.clock.NewTimer(5 * time.Millisecond << (2 * (redials - 2)))
+	defer t.Stop()
+	select {
+	case <-t.C():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // awaitInbound waits for the link the remote is dialing to us: it refused

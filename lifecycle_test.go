@@ -617,3 +617,31 @@ func TestInboundAcceptedWhileOurDialCannotReachThePeer(t *testing.T) {
 		t.Fatalf("small's status for big = %v, want connected", st)
 	}
 }
+
+// A node that closes a link the peer dialed and dials the peer at once
+// gets a link: the peer, which may still hold the old link when the new
+// dial arrives, must not take it for a crossed dial.
+func TestRedialRightAfterDisconnect(t *testing.T) {
+	for i := range 20 {
+		a, b := newManager(t), newManager(t)
+		if !b.ID().Less(a.ID()) {
+			a, b = b, a // b wins tie-breaks: it keeps the links it dialed
+		}
+		withEcho(b, t)
+		sub := a.Subscribe(8)
+		connect(t, b, a) // b dialed: at b an outbound link
+		waitEvent(t, sub, func(e peerlink.Event) bool { return e.Type == peerlink.EventConnected })
+		sub.Close()
+		if err := a.Disconnect(b.ID()); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := a.Connect(ctxT(t), b.AddrInfo()); err != nil {
+			t.Fatalf("run %d: redial: %v", i, err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("run %d: redial took %v", i, d)
+		}
+		roundTrip(t, a, b.ID(), []byte("again"))
+	}
+}

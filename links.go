@@ -112,6 +112,7 @@ func (m *ConnectionManager) detachLocked(r *record, l *link, reason DisconnectRe
 		return
 	}
 	l.detached = true
+	r.lastLink = lastLink{closed: l.sess.Done(), inbound: l.inbound, at: m.clock.Now()}
 	if r.link == l {
 		r.link = nil
 		r.liveLink.Store(nil)

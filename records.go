@@ -38,7 +38,9 @@ type record struct {
 	// is set while their reconnect loop runs.
 	persistent   bool
 	reconnecting bool
-	removed      bool
+	// lastLink is what staleAtRemote needs of the last link detached.
+	lastLink lastLink
+	removed  bool
 	// lastActive is when the peer was last added, connected or
 	// disconnected: the retention clock starts there.
 	lastActive time.Time
@@ -73,6 +75,14 @@ type record struct {
 	// tags are the application's protection and tags (protect.go); nil
 	// for a peer it never tagged.
 	tags *peerTags
+}
+
+// lastLink is what a record keeps of its last link once detached: not
+// the link itself, which would keep its session's memory.
+type lastLink struct {
+	closed  <-chan struct{} // closed once its session has ended (our socket closed)
+	inbound bool            // the peer dialed it
+	at      time.Time       // when it was detached
 }
 
 // pendingInbound returns a channel closed when the next link registers, and
