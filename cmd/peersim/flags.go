@@ -1,12 +1,12 @@
 package main
 
 import (
-		"flag"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-		"time"
+	"time"
 
 	"github.com/peerlink/peerlink/simulation"
 )
@@ -145,7 +145,9 @@ const (
 // a node every 5 s on average, each down for 8 s; at 30 s one link goes
 // silent (a black hole: its ends must find out by their health checks);
 // at 40 s another slows to 200 ms and 1 Mbit/s; at 50 s a node loses
-// power for 20 s (its peers see silence, not a close).
+// power for 40 s (its peers see silence, not a close, and the default
+// health checks, 3 failures of a ping every 10 s with a 5 s timeout,
+// take about 35 s to tell).
 //
 // The black hole and the degraded link are edges of the graph that
 // nodes, degree and seed give, so that every fault hits a link
@@ -184,7 +186,7 @@ func defaultScenario(nodes, degree int, seed uint64, d time.Duration) (simulatio
 		{Kind: simulation.FaultBlackHole, At: s(30 * time.Second), Nodes: hole[:]},
 		{Kind: simulation.FaultDegrade, At: s(40 * time.Second), Nodes: slow[:],
 			Link: &simulation.LinkSpec{Latency: s(200 * time.Millisecond), Bandwidth: 125_000}},
-		{Kind: simulation.FaultPowerOff, At: s(50 * time.Second), For: s(20 * time.Second), Nodes: []int{nodes - 1}},
+		{Kind: simulation.FaultPowerOff, At: s(50 * time.Second), For: s(40 * time.Second), Nodes: []int{nodes - 1}},
 	}
 	return sc, nil
 }

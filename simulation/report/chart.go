@@ -189,7 +189,7 @@ func (c *Scatter) WriteSVG(w io.Writer) error {
 			pts := finitePoints(se.Points)
 			s.openSeries(i, se.Name, len(pts))
 			for _, p := range pts {
-				s.printf(`<circle class="dot" cx="%s" cy="%s" r="3.5" fill="%s" fill-opacity="0.75"/>`, num(x.at(p.X)), num(y.at(p.Y)), Color(i))
+				s.printf(`<circle class="dot" cx="%s" cy="%s" r="3.5" fill="%s" stroke="#fff" stroke-width="0.5"/>`, num(x.at(p.X)), num(y.at(p.Y)), Color(i))
 			}
 			s.closeSeries()
 		}

@@ -423,4 +423,3 @@ func detectionSection(res *simulation.Result) (Section, bool) {
 
 // maxDetectionRows bounds the detections table; the charts show all.
 const maxDetectionRows = 20
-
