@@ -2,16 +2,20 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/synctest"
 
+	"github.com/peerlink/peerlink/simulation"
 	"go.uber.org/goleak"
 )
 
@@ -235,5 +239,28 @@ func TestPeersimBinary(t *testing.T) {
 	}
 	if code, out, errOut := child("-nodes", "0"); code != exitUsage || out != "" || !strings.Contains(errOut, "-nodes is 0") {
 		t.Errorf("-nodes 0: exit %d, stdout %q, stderr %q; want 2 and an error naming -nodes", code, out, errOut)
+	}
+}
+
+// TestPeersimTraceMatchesLibrary checks that peersim's reading of the
+// nodes for its progress line leaves the run as simulation.Run alone
+// makes it: one scenario and seed, one trace hash, in the CLI or not.
+func TestPeersimTraceMatchesLibrary(t *testing.T) {
+	opts, err := parseArgs(tiny, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lib *simulation.Result
+	runtime.GC()
+	runtime.GC()
+	synctest.Test(t, func(t *testing.T) {
+		if lib, err = simulation.Run(context.Background(), opts.sc, simulation.Options{Settle: synctest.Wait}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	runtime.GC()
+	runtime.GC()
+	if cli := runJSON(t, tiny...); cli["trace_hash"] != lib.TraceHash {
+		t.Errorf("peersim's trace hash %v, simulation.Run's %v", cli["trace_hash"], lib.TraceHash)
 	}
 }
