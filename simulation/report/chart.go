@@ -136,61 +136,59 @@ func (c *Bars) ChartTitle() string { return c.Title }
 
 // WriteSVG implements Chart.
 func (c *LineChart) WriteSVG(w io.Writer) error {
-	xs, ys := extent(c.Series)
-	for _, m := range c.Marks {
-		if finite(m.X) {
-			xs = append(xs, m.X)
-		}
-	}
-	return draw(w, "line", c.Title, names(c.Series), func(s *svg) {
-		if len(ys) == 0 {
-			s.empty()
+	return drawXY(w, "line", c.Title, c.XLabel, c.YLabel, c.Series, c.Marks, func(s *svg, i int, pts []Point, x, y axis) {
+		if len(pts) == 1 {
+			// A lone point would draw nothing as a path.
+			s.printf(`<circle class="dot" cx="%s" cy="%s" r="3" fill="%s"/>`, num(x.at(pts[0].X)), num(y.at(pts[0].Y)), Color(i))
 			return
 		}
-		x, y := newAxis(xs, plotLeft(), plotRight()), newAxis(ys, plotBottom, plotTop)
-		s.axes(x, y, c.XLabel, c.YLabel)
-		s.marks(c.Marks, x)
-		for i, se := range c.Series {
-			pts := finitePoints(se.Points)
-			s.openSeries(i, se.Name, len(pts))
-			var d strings.Builder
-			for k, p := range pts {
-				switch {
-				case k == 0:
-					fmt.Fprintf(&d, "M%s %s", num(x.at(p.X)), num(y.at(p.Y)))
-				case c.Step:
-					fmt.Fprintf(&d, "H%sV%s", num(x.at(p.X)), num(y.at(p.Y)))
-				default:
-					fmt.Fprintf(&d, "L%s %s", num(x.at(p.X)), num(y.at(p.Y)))
-				}
+		var d strings.Builder
+		for k, p := range pts {
+			switch {
+			case k == 0:
+				fmt.Fprintf(&d, "M%s %s", num(x.at(p.X)), num(y.at(p.Y)))
+			case c.Step:
+				fmt.Fprintf(&d, "H%sV%s", num(x.at(p.X)), num(y.at(p.Y)))
+			default:
+				fmt.Fprintf(&d, "L%s %s", num(x.at(p.X)), num(y.at(p.Y)))
 			}
-			if len(pts) == 1 {
-				// A lone point would draw nothing as a path.
-				s.printf(`<circle class="dot" cx="%s" cy="%s" r="3" fill="%s"/>`, num(x.at(pts[0].X)), num(y.at(pts[0].Y)), Color(i))
-			} else if len(pts) > 1 {
-				s.printf(`<path class="line" d="%s" fill="none" stroke="%s" stroke-width="2" stroke-linejoin="round"/>`, d.String(), Color(i))
-			}
-			s.closeSeries()
+		}
+		if len(pts) > 1 {
+			s.printf(`<path class="line" d="%s" fill="none" stroke="%s" stroke-width="2" stroke-linejoin="round"/>`, d.String(), Color(i))
 		}
 	})
 }
 
 // WriteSVG implements Chart.
 func (c *Scatter) WriteSVG(w io.Writer) error {
-	xs, ys := extent(c.Series)
-	return draw(w, "scatter", c.Title, names(c.Series), func(s *svg) {
+	return drawXY(w, "scatter", c.Title, c.XLabel, c.YLabel, c.Series, nil, func(s *svg, i int, pts []Point, x, y axis) {
+		for _, p := range pts {
+			s.printf(`<circle class="dot" cx="%s" cy="%s" r="3.5" fill="%s" stroke="#fff" stroke-width="0.5"/>`, num(x.at(p.X)), num(y.at(p.Y)), Color(i))
+		}
+	})
+}
+
+// drawXY writes a chart of series over two value axes, with marks:
+// drawSeries draws each series' finite points inside its group.
+func drawXY(w io.Writer, kind, title, xLabel, yLabel string, series []Series, marks []Mark, drawSeries func(s *svg, i int, pts []Point, x, y axis)) error {
+	xs, ys := extent(series)
+	for _, m := range marks {
+		if finite(m.X) {
+			xs = append(xs, m.X)
+		}
+	}
+	return draw(w, kind, title, names(series), func(s *svg) {
 		if len(ys) == 0 {
 			s.empty()
 			return
 		}
 		x, y := newAxis(xs, plotLeft(), plotRight()), newAxis(ys, plotBottom, plotTop)
-		s.axes(x, y, c.XLabel, c.YLabel)
-		for i, se := range c.Series {
+		s.axes(x, y, xLabel, yLabel)
+		s.marks(marks, x)
+		for i, se := range series {
 			pts := finitePoints(se.Points)
 			s.openSeries(i, se.Name, len(pts))
-			for _, p := range pts {
-				s.printf(`<circle class="dot" cx="%s" cy="%s" r="3.5" fill="%s" stroke="#fff" stroke-width="0.5"/>`, num(x.at(p.X)), num(y.at(p.Y)), Color(i))
-			}
+			drawSeries(s, i, pts, x, y)
 			s.closeSeries()
 		}
 	})

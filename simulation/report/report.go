@@ -299,39 +299,35 @@ func causesOf[T any](known []string, items []T, cause func(T) string) []string {
 	return names
 }
 
-// byCause groups durations by cause, in the order of causes, leaving out
-// causes without any.
-func byCause[T any](items []T, causes []string, cause func(T) string, value func(T) float64) []Samples {
-	var out []Samples
+// byCause calls add with each cause, in the order of causes, and the
+// values of the items of that cause, leaving out causes without any.
+func byCause[T, V any](items []T, causes []string, cause func(T) string, value func(T) V, add func(cause string, vs []V)) {
 	for _, c := range causes {
-		s := Samples{Name: c}
+		var vs []V
 		for _, it := range items {
 			if cause(it) == c {
-				s.Values = append(s.Values, value(it))
+				vs = append(vs, value(it))
 			}
 		}
-		if len(s.Values) > 0 {
-			out = append(out, s)
+		if len(vs) > 0 {
+			add(c, vs)
 		}
 	}
-	return out
 }
 
-// scatterOf turns samples by cause into a scatter of (when, how long).
-func scatterOf[T any](items []T, causes []string, cause func(T) string, at func(T) Point) []Series {
-	var out []Series
-	for _, c := range causes {
-		s := Series{Name: c}
-		for _, it := range items {
-			if cause(it) == c {
-				s.Points = append(s.Points, at(it))
-			}
-		}
-		if len(s.Points) > 0 {
-			out = append(out, s)
-		}
-	}
-	return out
+// cdfAndScatter returns, for items grouped by cause, the CDF of how
+// long each took and the scatter of how long against when.
+func cdfAndScatter[T any](items []T, causes []string, cause func(T) string, at, after func(T) simulation.Duration,
+	cdfTitle, cdfX, scatterTitle, scatterX, scatterY string) (*LineChart, *Scatter) {
+	var sets []Samples
+	byCause(items, causes, cause, func(it T) float64 { return secs(after(it)) }, func(c string, vs []float64) {
+		sets = append(sets, Samples{Name: c, Values: vs})
+	})
+	sc := &Scatter{Title: scatterTitle, XLabel: scatterX, YLabel: scatterY}
+	byCause(items, causes, cause, func(it T) Point { return Point{secs(at(it)), secs(after(it))} }, func(c string, ps []Point) {
+		sc.Series = append(sc.Series, Series{Name: c, Points: ps})
+	})
+	return CDF(cdfTitle, cdfX, sets...), sc
 }
 
 // percentileBars compares p50, p90 and max across the named summaries
@@ -369,14 +365,11 @@ func reconnectSection(res *simulation.Result) (Section, bool) {
 		return s, true
 	}
 	cause := func(r simulation.Reconnect) string { return r.Cause }
-	names := causesOf(reconnectCauses, res.Reconnects, cause)
-	s.Charts = []Chart{
-		CDF("Reconnect time by cause (CDF)", "seconds after the fault ended",
-			byCause(res.Reconnects, names, cause, func(r simulation.Reconnect) float64 { return secs(r.After) })...),
-		percentileBars("Reconnect time percentiles by cause", reconnectCauses, sums),
-		&Scatter{Title: "Reconnect time against when the fault ended", XLabel: "virtual time of the fault's end (s)", YLabel: "seconds to reconnect",
-			Series: scatterOf(res.Reconnects, names, cause, func(r simulation.Reconnect) Point { return Point{secs(r.At), secs(r.After)} })},
-	}
+	cdf, scatter := cdfAndScatter(res.Reconnects, causesOf(reconnectCauses, res.Reconnects, cause), cause,
+		func(r simulation.Reconnect) simulation.Duration { return r.At }, func(r simulation.Reconnect) simulation.Duration { return r.After },
+		"Reconnect time by cause (CDF)", "seconds after the fault ended",
+		"Reconnect time against when the fault ended", "virtual time of the fault's end (s)", "seconds to reconnect")
+	s.Charts = []Chart{cdf, percentileBars("Reconnect time percentiles by cause", reconnectCauses, sums), scatter}
 	return s, true
 }
 
@@ -398,13 +391,11 @@ func detectionSection(res *simulation.Result) (Section, bool) {
 		return s, true
 	}
 	cause := func(d simulation.Detection) string { return d.Cause }
-	names := causesOf(detectionCauses, res.Detections, cause)
-	s.Charts = []Chart{
-		CDF("Dead-link detection time by cause (CDF)", "seconds after the link went silent",
-			byCause(res.Detections, names, cause, func(d simulation.Detection) float64 { return secs(d.After) })...),
-		&Scatter{Title: "Detection time against when the link went silent", XLabel: "virtual time the link went silent (s)", YLabel: "seconds to detect",
-			Series: scatterOf(res.Detections, names, cause, func(d simulation.Detection) Point { return Point{secs(d.At), secs(d.After)} })},
-	}
+	cdf, scatter := cdfAndScatter(res.Detections, causesOf(detectionCauses, res.Detections, cause), cause,
+		func(d simulation.Detection) simulation.Duration { return d.At }, func(d simulation.Detection) simulation.Duration { return d.After },
+		"Dead-link detection time by cause (CDF)", "seconds after the link went silent",
+		"Detection time against when the link went silent", "virtual time the link went silent (s)", "seconds to detect")
+	s.Charts = []Chart{cdf, scatter}
 	s.Tables = []Table{{
 		Caption: "Detections",
 		Header:  []string{"cause", "node", "peer", "silent at", "detected after"},
