@@ -182,7 +182,7 @@ func drawXY(w io.Writer, kind, title, xLabel, yLabel string, series []Series, ma
 			s.empty()
 			return
 		}
-		x, y := newAxis(xs, plotLeft(), plotRight()), newAxis(ys, plotBottom, plotTop)
+		x, y := newXAxis(xs), newAxis(ys, plotBottom, plotTop)
 		s.axes(x, y, xLabel, yLabel)
 		s.marks(marks, x)
 		for i, se := range series {
@@ -295,10 +295,20 @@ func newAxis(values []float64, p0, p1 float64) axis {
 	return axis{lo: roundTo(math.Floor(lo/step)*step, step), hi: roundTo(math.Ceil(hi/step)*step, step), step: step, p0: p0, p1: p1}
 }
 
-// niceStep rounds a raw tick spacing up to 1, 2 or 5 times a power of ten.
+// newXAxis is the x axis of values: its span reaches 2 % past the
+// largest, so that what lies there (a CDF's last step, a dot) does not
+// sit on the plot's right edge, where it is hard to see.
+func newXAxis(values []float64) axis {
+	hi := slices.Max(values)
+	span := hi - min(0, slices.Min(values))
+	return newAxis(append(slices.Clone(values), hi+span/50), plotLeft(), plotRight())
+}
+
+// niceStep rounds a raw tick spacing up to 1, 2, 2.5 or 5 times a power
+// of ten.
 func niceStep(raw float64) float64 {
 	p := math.Pow(10, math.Floor(math.Log10(raw)))
-	for _, m := range []float64{1, 2, 5, 10} {
+	for _, m := range []float64{1, 2, 2.5, 5, 10} {
 		if m*p >= raw*(1-1e-9) {
 			return m * p
 		}
@@ -328,7 +338,15 @@ func roundTo(v, step float64) float64 {
 }
 
 // decimals is how many decimals print a multiple of step exactly.
-func decimals(step float64) int { return max(0, int(-math.Floor(math.Log10(step)+1e-9))) }
+func decimals(step float64) int {
+	for d := range 15 {
+		v := step * math.Pow(10, float64(d))
+		if math.Abs(v-math.Round(v)) < 1e-6*v {
+			return d
+		}
+	}
+	return 15
+}
 
 func (a axis) label(v float64) string { return strconv.FormatFloat(v, 'f', decimals(a.step), 64) }
 

@@ -74,7 +74,7 @@ func attrs(t *testing.T, markup, name string) []float64 {
 
 func TestNiceStep(t *testing.T) {
 	for _, c := range []struct{ raw, want float64 }{
-		{0.7, 1}, {1, 1}, {1.2, 2}, {2, 2}, {3, 5}, {7, 10}, {18.6, 20}, {0.013, 0.02}, {450, 500}, {1e6, 1e6},
+		{0.7, 1}, {1, 1}, {1.2, 2}, {2, 2}, {2.2, 2.5}, {3, 5}, {0.21, 0.25}, {7, 10}, {18.6, 20}, {0.013, 0.02}, {450, 500}, {1e6, 1e6},
 	} {
 		if got := niceStep(c.raw); math.Abs(got-c.want) > 1e-12*c.want {
 			t.Errorf("niceStep(%v) = %v, want %v", c.raw, got, c.want)
@@ -111,6 +111,14 @@ func TestAxisSpansZeroAndRoundTicks(t *testing.T) {
 	}
 	if got := strings.Join(labels, " "); got != "0.0 0.1 0.2 0.3 0.4 0.5 0.6 0.7" {
 		t.Errorf("labels of 0..0.7: %s", got)
+	}
+	q := newAxis([]float64{0, 1.6}, 0, 1)
+	labels = labels[:0]
+	for _, v := range q.ticks() {
+		labels = append(labels, q.label(v))
+	}
+	if got := strings.Join(labels, " "); got != "0.00 0.25 0.50 0.75 1.00 1.25 1.50 1.75" {
+		t.Errorf("labels of 0..1.6: %s", got)
 	}
 }
 
@@ -150,11 +158,11 @@ func TestLineChartPlacesPoints(t *testing.T) {
 		{Name: "flat", Points: []Point{{0, 10}, {math.NaN(), 3}, {140, 10}}},
 	}}
 	svg := svgOf(t, c)
-	// x spans 0..140 over the plot's width, y 0..100 over its height
-	// (upwards): the three points of "up" sit at the corners and the
-	// centre.
+	// x spans 0..150 over the plot's width (140 and a margin, rounded
+	// to ticks of 25), y 0..100 over its height (upwards).
 	d := regexp.MustCompile(`d="([^"]*)"`).FindStringSubmatch(seriesGroup(t, svg, "up"))[1]
-	want := []float64{plotLeft(), plotBottom, (plotLeft() + plotRight()) / 2, (plotTop + plotBottom) / 2, plotRight(), plotTop}
+	w := plotRight() - plotLeft()
+	want := []float64{plotLeft(), plotBottom, plotLeft() + w*70/150, (plotTop + plotBottom) / 2, plotLeft() + w*140/150, plotTop}
 	if nums := numbers(t, d); !near(nums, want) {
 		t.Errorf("path %q: %v, want %v", d, nums, want)
 	}
