@@ -66,12 +66,12 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	if set["scenario"] {
 		f, err := os.Open(*scenarioFile)
 		if err != nil {
-			return usage("-scenario: %v", err)
+			return usage("-scenario: %w", err)
 		}
 		sc, err = simulation.DecodeScenario(f)
 		f.Close()
 		if err != nil {
-			return usage("-scenario %s: %v", *scenarioFile, err)
+			return usage("-scenario %s: %w", *scenarioFile, err)
 		}
 	}
 	switch {
@@ -87,7 +87,7 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 		sc, err = defaultScenario(pick(set["nodes"], *nodes, defaultNodes), pick(set["degree"], *degree, simulation.DefaultDegree),
 			pick(set["seed"], *seed, defaultSeed), pick(set["duration"], *duration, defaultDuration))
 		if err != nil {
-			return usage("default scenario: %v (change -nodes or -degree)", err)
+			return usage("default scenario: %w (change -nodes or -degree)", err)
 		}
 	} else {
 		sc.Nodes = pick(set["nodes"], *nodes, sc.Nodes)
@@ -96,10 +96,10 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 		sc.Seed = pick(set["seed"], *seed, sc.Seed)
 	}
 	if err := sc.Validate(); err != nil {
-		return usage("scenario %s: %v", scenarioName(sc), err)
+		return usage("scenario %s: %w", scenarioName(sc), err)
 	}
 	if _, err := sc.Graph(); err != nil {
-		return usage("scenario %s: %v (change -nodes or -degree)", scenarioName(sc), err)
+		return usage("scenario %s: %w (change -nodes or -degree)", scenarioName(sc), err)
 	}
 	if set["report"] {
 		if *report == "" {

@@ -194,6 +194,13 @@ func TestPeersimBadInput(t *testing.T) {
 			t.Errorf("peersim %q: exit %d, stdout %q, stderr %q; want exit 2, nothing on stdout, an error naming %q", c.args, code, out, errOut, c.want)
 		}
 	}
+	// The errors keep their causes, for callers of parseArgs.
+	if _, err := parseArgs([]string{"-scenario", badNode}, io.Discard); !errors.Is(err, simulation.ErrScenario) {
+		t.Errorf("bad scenario file: %v, want it to wrap simulation.ErrScenario", err)
+	}
+	if _, err := parseArgs([]string{"-nodes", "5"}, io.Discard); !errors.Is(err, simulation.ErrTopology) {
+		t.Errorf("-nodes 5: %v, want it to wrap simulation.ErrTopology", err)
+	}
 	if code, _, errOut := peersim(t, "-h"); code != exitOK || !strings.Contains(errOut, "-scenario file") || !strings.Contains(errOut, "churn-100, 100 nodes") {
 		t.Errorf("peersim -h: exit %d, %q; want 0 and the flags with the default scenario", code, errOut)
 	}
