@@ -47,11 +47,12 @@ var sections = []func(*simulation.Result) (Section, bool){
 	connectivitySection,
 	reconnectSection,
 	detectionSection,
+	faultsSection,
 }
 
 // New returns the report of res: a summary table, connectivity over time
-// (nodes and links up, peers per node), reconnect times and dead-link
-// detection times. It is a function of res alone: the same result gives
+// (nodes and links up, peers per node), reconnect times, dead-link
+// detection times and the faults applied. It is a function of res alone: the same result gives
 // the same page, byte for byte.
 func New(res *simulation.Result) *Report {
 	r := &Report{
@@ -241,19 +242,8 @@ func summarySection(res *simulation.Result) (Section, bool) {
 // result read back from JSON, which has no trace).
 func faultMarks(res *simulation.Result) []Mark {
 	var ms []Mark
-	for _, r := range res.Trace() {
-		switch r.Kind {
-		case simulation.KindConnected, simulation.KindDisconnected:
-			continue
-		}
-		l := fmt.Sprintf("%s at %s", r.Kind, dur(simulation.Duration(r.At)))
-		switch {
-		case r.Node >= 0 && r.Peer >= 0:
-			l += fmt.Sprintf(", nodes %d–%d", r.Node, r.Peer)
-		case r.Node >= 0:
-			l += fmt.Sprintf(", node %d", r.Node)
-		}
-		ms = append(ms, Mark{X: r.At.Seconds(), Label: l})
+	for _, r := range faults(res) {
+		ms = append(ms, Mark{X: r.At.Seconds(), Label: fmt.Sprintf("%s at %s, nodes %s", r.Kind, dur(simulation.Duration(r.At)), faultNodes(r))})
 	}
 	return ms
 }
@@ -396,21 +386,64 @@ func detectionSection(res *simulation.Result) (Section, bool) {
 		"Dead-link detection time by cause (CDF)", "seconds after the link went silent",
 		"Detection time against when the link went silent", "virtual time the link went silent (s)", "seconds to detect")
 	s.Charts = []Chart{cdf, scatter}
-	s.Tables = []Table{{
-		Caption: "Detections",
-		Header:  []string{"cause", "node", "peer", "silent at", "detected after"},
-	}}
-	for _, d := range res.Detections {
-		if len(s.Tables[0].Rows) == maxDetectionRows {
-			break
-		}
-		s.Tables[0].Rows = append(s.Tables[0].Rows, []string{d.Cause, fmt.Sprint(d.Node), fmt.Sprint(d.Peer), dur(d.At), dur(d.After)})
-	}
-	if n := len(res.Detections); n > maxDetectionRows {
-		s.Tables[0].Caption = fmt.Sprintf("Detections (first %d of %d)", maxDetectionRows, n)
-	}
+	s.Tables = []Table{firstRows("Detections", []string{"cause", "node", "peer", "silent at", "detected after"}, res.Detections,
+		func(d simulation.Detection) []string {
+			return []string{d.Cause, fmt.Sprint(d.Node), fmt.Sprint(d.Peer), dur(d.At), dur(d.After)}
+		})}
 	return s, true
 }
 
-// maxDetectionRows bounds the detections table; the charts show all.
-const maxDetectionRows = 20
+// maxRows bounds a table of cases; the charts show them all.
+const maxRows = 40
+
+// firstRows is a table of the first maxRows items, its caption saying
+// how many it leaves out.
+func firstRows[T any](caption string, header []string, items []T, row func(T) []string) Table {
+	t := Table{Caption: caption, Header: header}
+	for _, it := range items[:min(len(items), maxRows)] {
+		t.Rows = append(t.Rows, row(it))
+	}
+	if len(items) > maxRows {
+		t.Caption = fmt.Sprintf("%s (first %d of %d)", caption, maxRows, len(items))
+	}
+	return t
+}
+
+// faults returns the faults of the run's trace, in time order.
+func faults(res *simulation.Result) []simulation.Record {
+	var fs []simulation.Record
+	for _, r := range res.Trace() {
+		if r.Kind != simulation.KindConnected && r.Kind != simulation.KindDisconnected {
+			fs = append(fs, r)
+		}
+	}
+	return fs
+}
+
+// faultsSection lists the faults the harness applied, from the trace
+// (a result read back from JSON has none).
+func faultsSection(res *simulation.Result) (Section, bool) {
+	fs := faults(res)
+	if len(fs) == 0 {
+		return Section{}, false
+	}
+	return Section{
+		ID:    "faults",
+		Title: "Faults",
+		Text:  []string{"The faults the harness applied, as the scenario scheduled them (churn's crashes and restarts drawn from the seed)."},
+		Tables: []Table{firstRows("Faults applied", []string{"at", "fault", "nodes"}, fs, func(r simulation.Record) []string {
+			return []string{dur(simulation.Duration(r.At)), r.Kind.String(), faultNodes(r)}
+		})},
+	}, true
+}
+
+// faultNodes says which nodes a fault hit.
+func faultNodes(r simulation.Record) string {
+	switch {
+	case r.Node >= 0 && r.Peer >= 0:
+		return fmt.Sprintf("%d–%d", r.Node, r.Peer)
+	case r.Node >= 0:
+		return fmt.Sprint(r.Node)
+	}
+	return "all"
+}

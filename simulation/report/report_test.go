@@ -233,8 +233,16 @@ func TestReportOfRun(t *testing.T) {
 	if n := strings.Count(first, `class="mark"`); n != 4 {
 		t.Errorf("%d fault marks, want 4 (crash, restart, power-off, restart)", n)
 	}
-	if !strings.Contains(first, "<title>crash at 10s, node 3</title>") {
+	if !strings.Contains(first, "<title>crash at 10s, nodes 3</title>") {
 		t.Errorf("crash mark without its label")
+	}
+	for _, row := range []string{
+		"<tr><td>10s</td><td>crash</td><td>3</td></tr>", "<tr><td>15s</td><td>restart</td><td>3</td></tr>",
+		"<tr><td>25s</td><td>poweroff</td><td>6</td></tr>", "<tr><td>35s</td><td>restart</td><td>6</td></tr>",
+	} {
+		if !strings.Contains(page, row) {
+			t.Errorf("faults table lacks %s", row)
+		}
 	}
 
 	b, err := json.Marshal(res)
@@ -249,7 +257,26 @@ func TestReportOfRun(t *testing.T) {
 	if got := chartTitles(t, again); strings.Join(got, "|") != strings.Join(titles, "|") {
 		t.Errorf("charts from JSON %q, from the run %q", got, titles)
 	}
-	if strings.Contains(again, `class="mark"`) {
-		t.Error("marks from a result without a trace")
+	if strings.Contains(again, `class="mark"`) || strings.Contains(again, `id="faults"`) {
+		t.Error("fault marks or a faults section from a result without a trace")
+	}
+}
+
+func TestLongTablesAreCut(t *testing.T) {
+	res := fakeResult()
+	for k := range 100 {
+		res.Detections = append(res.Detections, simulation.Detection{Cause: "partition", Node: k, Peer: k + 1, At: sec(5), After: sec(20 + float64(k)/10)})
+	}
+	page := render(t, res)
+	if !strings.Contains(page, "<caption>Detections (first 40 of 103)</caption>") {
+		t.Error("no caption saying the detections table was cut")
+	}
+	table := regexp.MustCompile(`(?s)<caption>Detections.*?</table>`).FindString(page)
+	if n := strings.Count(table, "<tr><td>"); n != 40 {
+		t.Errorf("detections table has %d rows, want 40", n)
+	}
+	// The charts still show every case: partition is a third cause.
+	if !strings.Contains(page, `data-series="partition" data-points="101"`) {
+		t.Error("detection CDF does not hold the 100 partition cases")
 	}
 }
