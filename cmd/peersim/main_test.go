@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"html"
 	"io"
 	"os"
 	"os/exec"
@@ -139,15 +140,27 @@ func TestPeersimScenarioFileAndReport(t *testing.T) {
 	}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	html := filepath.Join(dir, "run.html")
-	v := runJSON(t, "-scenario", sc, "-seed", "7", "-nodes", "10", "-report", html)
+	out := filepath.Join(dir, "run.html")
+	v := runJSON(t, "-scenario", sc, "-seed", "7", "-nodes", "10", "-report", out)
 	if v["scenario"] != "crash-one" || v["seed"] != 7.0 || v["nodes"] != 10.0 || v["crashes"] != 1.0 || v["restarts"] != 1.0 {
 		t.Errorf("result of the file with -seed 7 -nodes 10: scenario %v seed %v nodes %v crashes %v restarts %v",
 			v["scenario"], v["seed"], v["nodes"], v["crashes"], v["restarts"])
 	}
-	page, err := os.ReadFile(html)
+	page, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatalf("-report: %v", err)
+	}
+	// The report's scenario, saved, runs the same run again.
+	m := regexp.MustCompile(`(?s)<section id="scenario">.*?<pre>(.*?)</pre>`).FindSubmatch(page)
+	if m == nil {
+		t.Fatal("report has no scenario section")
+	}
+	again := filepath.Join(dir, "again.json")
+	if err := os.WriteFile(again, []byte(html.UnescapeString(string(m[1]))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if w := runJSON(t, "-scenario", again); w["trace_hash"] != v["trace_hash"] || w["seed"] != 7.0 || w["nodes"] != 10.0 {
+		t.Errorf("the report's scenario ran again: trace hash %v, seed %v, nodes %v; want %v, 7, 10", w["trace_hash"], w["seed"], w["nodes"], v["trace_hash"])
 	}
 	for _, want := range []string{"<title>peersim report: crash-one</title>", "<title>Nodes and links up over time</title>", "<title>Reconnect time by cause (CDF)</title>", v["trace_hash"].(string)} {
 		if !bytes.Contains(page, []byte(want)) {

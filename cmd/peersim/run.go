@@ -68,7 +68,7 @@ func run(args []string, stdout, stderr io.Writer, bubble bubbleFunc) int {
 		return fail(stderr, exitRun, fmt.Errorf("writing the results: %w", err))
 	}
 	if reportFile != nil {
-		err := report.Write(reportFile, res)
+		err := writeReport(reportFile, res, opts.sc)
 		if err = errors.Join(err, reportFile.Close()); err != nil {
 			os.Remove(reportFile.Name())
 			return fail(stderr, exitRun, fmt.Errorf("-report: %w", err))
@@ -233,4 +233,22 @@ func printSummary(w io.Writer, res *simulation.Result, wall time.Duration) error
 	}
 	fmt.Fprintf(tw, "wall time\t%v (%.0f× real time)\n", wall.Round(time.Millisecond), res.Duration.D().Seconds()/max(wall.Seconds(), 1e-9))
 	return tw.Flush()
+}
+
+// writeReport writes the report of res, with a last section holding the
+// scenario as run (the flags' overrides applied) as JSON: saved to a
+// file, it runs again with -scenario and gives the same trace hash.
+func writeReport(w io.Writer, res *simulation.Result, sc simulation.Scenario) error {
+	b, err := json.MarshalIndent(sc, "", "  ")
+	if err != nil {
+		return err
+	}
+	r := report.New(res)
+	r.Add(report.Section{
+		ID:    "scenario",
+		Title: "Scenario",
+		Text:  []string{"The scenario as run. Saved as a file, peersim -scenario FILE runs it again: the same seed gives the same run and the same trace hash."},
+		Pre:   []string{string(b)},
+	})
+	return r.WriteHTML(w)
 }

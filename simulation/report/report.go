@@ -27,7 +27,10 @@ type Section struct {
 	Title string
 	// Text says what the section shows and how to read it: one
 	// paragraph per element.
-	Text   []string
+	Text []string
+	// Pre are preformatted blocks, such as a scenario's JSON, shown
+	// as they are after the text.
+	Pre    []string
 	Tables []Table
 	Charts []Chart
 }
@@ -81,7 +84,8 @@ table{border-collapse:collapse;margin:1em 0;font-size:.92em}caption{text-align:l
 th,td{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}th{background:#f4f4f4}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:1.2em 0}svg.chart{max-width:100%;height:auto;border:1px solid #eee}
-svg .tick{fill:#444}svg .axis-label{fill:#222}`
+svg .tick{fill:#444}svg .axis-label{fill:#222}
+pre{background:#f6f6f6;border:1px solid #e5e5e5;padding:.6em;overflow-x:auto;font-size:.85em}`
 
 // WriteHTML writes the report as one self-contained HTML page: inline
 // CSS and SVG, no script, and a content security policy that forbids
@@ -109,6 +113,9 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		p("<section id=\"%s\">\n<h2>%s</h2>\n", esc(s.ID), esc(s.Title))
 		for _, t := range s.Text {
 			p("<p>%s</p>\n", esc(t))
+		}
+		for _, t := range s.Pre {
+			p("<pre>%s</pre>\n", esc(t))
 		}
 		for _, t := range s.Tables {
 			writeTable(bw, t)
