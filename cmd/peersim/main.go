@@ -3,8 +3,9 @@
 // time, and reports how they behaved under the scenario's faults.
 //
 // With no flags it runs the default scenario (100 nodes of degree 8,
-// churn, a black-holed link and a degraded one, 130 virtual seconds),
-// shows a progress line on stderr and prints a summary table on stdout.
+// churn, a black-holed link, a degraded one and a power cut, 130
+// virtual seconds), shows a progress line on stderr and prints a summary
+// table on stdout.
 // See the README, or run peersim -h, for the flags.
 //
 // The run happens inside a testing/synctest bubble, which is what makes
