@@ -184,6 +184,7 @@ func TestShippedScenarios(t *testing.T) {
 				if bound := sc.Health.config().DetectionBound(); res.DeadLinkDetection.Max.D() > bound {
 					t.Fatalf("dead-link detection %+v, bound %v", res.DeadLinkDetection, bound)
 				}
+				checkWorkload(t, sc, res)
 			})
 		})
 	}
