@@ -37,7 +37,10 @@
 //
 // What could still vary is what the managers themselves leave to
 // goroutine order at one virtual instant; the shipped scenarios are run
-// three times each in the tests to catch it.
+// twice each in the tests to catch it. The trace holds the links'
+// events, not the workloads': what a workload measures (which peer a
+// pick chose when two picks raced at one instant) can vary a little from
+// run to run of one seed.
 //
 // Every goroutine the harness starts ends with Close; Start and Close
 // must run in the same bubble. yamux keeps a process-wide pool of timers:

@@ -48,7 +48,7 @@ func Churn() Scenario {
 	}
 }
 
-// PartitionAndHeal cuts 40 nodes in two for 30 s; gossip goes on within
+// PartitionAndHeal cuts 40 nodes in two for 20 s; gossip goes on within
 // each side.
 func PartitionAndHeal() Scenario {
 	left := make([]int, 20)
@@ -56,10 +56,10 @@ func PartitionAndHeal() Scenario {
 		left[i] = i
 	}
 	return Scenario{
-		Name: "partition-and-heal", Nodes: 40, Topology: TopologyRandomRegular, Degree: 6, Duration: d(90 * time.Second), Seed: 2,
+		Name: "partition-and-heal", Nodes: 40, Topology: TopologyRandomRegular, Degree: 6, Duration: d(60 * time.Second), Seed: 2,
 		Link:     LinkSpec{Latency: d(30 * time.Millisecond), Spread: d(15 * time.Millisecond), Bandwidth: 12_500_000},
 		Health:   HealthSpec{Interval: d(2 * time.Second), Timeout: d(time.Second), FailureThreshold: 2},
-		Faults:   []Fault{{Kind: FaultPartition, At: d(15 * time.Second), For: d(30 * time.Second), Groups: [][]int{left}}},
+		Faults:   []Fault{{Kind: FaultPartition, At: d(10 * time.Second), For: d(20 * time.Second), Groups: [][]int{left}}},
 		Workload: &WorkloadSpec{Gossip: &GossipSpec{Rate: 0.008}},
 	}
 }
