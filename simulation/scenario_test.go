@@ -178,7 +178,9 @@ func TestShippedScenarios(t *testing.T) {
 				if !res.FullyConnected || res.FullyConnectedAt.D() >= firstFault {
 					t.Fatalf("fully connected %v at %v; first fault at %v", res.FullyConnected, res.FullyConnectedAt, firstFault)
 				}
-				if last := res.Samples[len(res.Samples)-1]; last.NodesUp != res.Nodes || last.EdgesUp != res.Edges {
+				// (Where nodes trim, an edge trimmed may be waiting for its
+				// redial at the end.)
+				if last := res.Samples[len(res.Samples)-1]; last.NodesUp != res.Nodes || (last.EdgesUp != res.Edges && (sc.Workload == nil || sc.Workload.Trim == nil)) {
 					t.Fatalf("at the end: %+v, want all %d nodes and %d edges up", last, res.Nodes, res.Edges)
 				}
 				for _, s := range []Summary{res.ReconnectAfterRestart, res.ReconnectAfterHeal, res.ReconnectAfterReset, res.DeadLinkDetection} {

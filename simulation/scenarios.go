@@ -27,8 +27,8 @@ func Baseline() Scenario {
 		Name: "baseline", Nodes: 30, Topology: TopologyRandomRegular, Degree: 8, Duration: d(30 * time.Second), Seed: 1,
 		Link: LinkSpec{Latency: d(40 * time.Millisecond), Spread: d(20 * time.Millisecond), Jitter: d(5 * time.Millisecond), Bandwidth: 12_500_000},
 		Workload: &WorkloadSpec{
-			Gossip:   &GossipSpec{Rate: 0.04},
-			Requests: &RequestSpec{Rate: 0.5},
+			Gossip:   &GossipSpec{Rate: 0.03},
+			Requests: &RequestSpec{Rate: 0.3},
 		},
 	}
 }
@@ -69,7 +69,7 @@ func PartitionAndHeal() Scenario {
 // that their picks can be judged against the true latencies.
 func DegradedPeers() Scenario {
 	return Scenario{
-		Name: "degraded-peers", Nodes: 20, Topology: TopologyRandomRegular, Degree: 6, Duration: d(40 * time.Second), Seed: 5,
+		Name: "degraded-peers", Nodes: 20, Topology: TopologyRandomRegular, Degree: 6, Duration: d(30 * time.Second), Seed: 5,
 		Link:   LinkSpec{Latency: d(20 * time.Millisecond), Spread: d(10 * time.Millisecond), Jitter: d(2 * time.Millisecond), Bandwidth: 12_500_000},
 		Faults: []Fault{{Kind: FaultDegradeNode, At: d(10 * time.Second), Nodes: []int{0, 1, 2, 3}, Link: &LinkSpec{Latency: d(75 * time.Millisecond)}}},
 		Workload: &WorkloadSpec{
@@ -92,16 +92,16 @@ func StreamFlood() Scenario {
 	}
 }
 
-// BulkPlusGossip: three nodes send 1 MiB transfers at low priority over
-// 2 MB/s links while every node gossips at high priority: the gossip
+// BulkPlusGossip: two nodes send 512 KiB transfers at low priority over
+// 1 MB/s links while every node gossips at high priority: the gossip
 // must not wait behind the bulk.
 func BulkPlusGossip() Scenario {
 	return Scenario{
-		Name: "bulk-plus-gossip", Nodes: 12, Topology: TopologyRandomRegular, Degree: 4, Duration: d(20 * time.Second), Seed: 7,
-		Link: LinkSpec{Latency: d(20 * time.Millisecond), Spread: d(5 * time.Millisecond), Bandwidth: 2_000_000},
+		Name: "bulk-plus-gossip", Nodes: 12, Topology: TopologyRandomRegular, Degree: 4, Duration: d(15 * time.Second), Seed: 7,
+		Link: LinkSpec{Latency: d(20 * time.Millisecond), Spread: d(5 * time.Millisecond), Bandwidth: 1_000_000},
 		Workload: &WorkloadSpec{
 			Gossip: &GossipSpec{Rate: 0.5, Priority: "high"},
-			Bulk:   &BulkSpec{Senders: 3, Size: 1 << 20},
+			Bulk:   &BulkSpec{Senders: 2, Size: 512 << 10},
 		},
 	}
 }
@@ -112,10 +112,10 @@ func BulkPlusGossip() Scenario {
 // each other earn and the squatters' refusals lose.
 func Squatters() Scenario {
 	return Scenario{
-		Name: "squatters", Nodes: 24, Topology: TopologyRandomRegular, Degree: 4, Duration: d(60 * time.Second), Seed: 8,
+		Name: "squatters", Nodes: 24, Topology: TopologyRandomRegular, Degree: 4, Duration: d(40 * time.Second), Seed: 8,
 		Link: LinkSpec{Latency: d(20 * time.Millisecond), Spread: d(10 * time.Millisecond), Bandwidth: 12_500_000},
 		Workload: &WorkloadSpec{
-			Requests:  &RequestSpec{Rate: 2},
+			Requests:  &RequestSpec{Rate: 1},
 			Squatters: []int{20, 21, 22, 23},
 			Trim:      &TrimSpec{HighWater: 6, LowWater: 5, GracePeriod: d(5 * time.Second), SilencePeriod: d(2 * time.Second)},
 		},

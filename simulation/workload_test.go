@@ -98,3 +98,39 @@ func TestRandomStrategy(t *testing.T) {
 		t.Fatal("picked an ineligible candidate")
 	}
 }
+
+// Options.Progress is called every virtual second while Run runs, with
+// the run's state so far.
+func TestProgress(t *testing.T) {
+	sc := baseline(10)
+	sc.Duration = Duration(8 * time.Second)
+	sc.Workload = &WorkloadSpec{Gossip: &GossipSpec{Rate: 0.5, Settle: Duration(time.Second)}}
+	sc.Faults = []Fault{{Kind: FaultCrash, At: Duration(4500 * time.Millisecond), Nodes: []int{3}}}
+	var seen []Progress
+	inBubble(t, func(t *testing.T) {
+		opts := bubbleOpts()
+		opts.Progress = func(p Progress) { seen = append(seen, p) }
+		res, err := Run(t.Context(), sc, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(seen) < 7 || len(seen) > 8 {
+			t.Fatalf("%d progress calls in 8 virtual seconds", len(seen))
+		}
+		for k, p := range seen {
+			if p.Virtual != time.Duration(k+1)*time.Second {
+				t.Fatalf("call %d at %v", k, p.Virtual)
+			}
+			if k > 0 && p.Published < seen[k-1].Published {
+				t.Fatalf("published went back: %+v after %+v", p, seen[k-1])
+			}
+			if want := 10 - min(max(k-3, 0), 1); p.NodesUp != want {
+				t.Fatalf("call %d: %d nodes up, want %d", k, p.NodesUp, want)
+			}
+		}
+		last := seen[len(seen)-1]
+		if last.Published != res.Gossip.Published || last.Published == 0 || last.Delivery < 0.9 || last.Delivery > 1 {
+			t.Fatalf("last progress %+v; result published %d", last, res.Gossip.Published)
+		}
+	})
+}
