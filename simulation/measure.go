@@ -82,17 +82,7 @@ type RequestResult struct {
 	// "stream_limit", "reset", "closed", "other".
 	Errors map[string]int `json:"errors,omitempty"`
 	// Latency is over the successful requests.
-	Latency LatencySummary `json:"latency"`
-}
-
-// LatencySummary condenses request latencies.
-type LatencySummary struct {
-	Count int      `json:"count"`
-	Mean  Duration `json:"mean"`
-	P50   Duration `json:"p50"`
-	P90   Duration `json:"p90"`
-	P99   Duration `json:"p99"`
-	Max   Duration `json:"max"`
+	Latency Summary `json:"latency"`
 }
 
 // SelectionQuality judges one strategy's picks against the truth the
@@ -110,8 +100,8 @@ type SelectionQuality struct {
 	P90Regret  float64 `json:"p90_regret"`
 	// Errors counts this strategy's failed requests; Latency is over its
 	// successful ones.
-	Errors  int            `json:"errors"`
-	Latency LatencySummary `json:"latency"`
+	Errors  int     `json:"errors"`
+	Latency Summary `json:"latency"`
 }
 
 // ScorePoint is one node's score of one linked peer at the end of the
@@ -608,9 +598,9 @@ func (o *observer) requests(r *RequestSpec, every time.Duration, samples []Workl
 		}
 	}
 	for k, l := range perSample {
-		samples[k].RequestP50 = latencies(l).P50
+		samples[k].RequestP50 = summarize(l, 0).P50
 	}
-	res.Latency = latencies(all)
+	res.Latency = summarize(all, 0)
 	var sel []SelectionQuality
 	for _, s := range r.Strategies {
 		a := by[s]
@@ -624,22 +614,8 @@ func (o *observer) requests(r *RequestSpec, every time.Duration, samples []Workl
 			sort.Float64s(a.regrets)
 			a.q.P90Regret = a.regrets[min(len(a.regrets)-1, int(0.9*float64(len(a.regrets))))]
 		}
-		a.q.Latency = latencies(a.lat)
+		a.q.Latency = summarize(a.lat, 0)
 		sel = append(sel, a.q)
 	}
 	return res, sel
-}
-
-func latencies(ds []time.Duration) LatencySummary {
-	if len(ds) == 0 {
-		return LatencySummary{}
-	}
-	ds = slices.Clone(ds)
-	slices.Sort(ds)
-	var sum time.Duration
-	for _, d := range ds {
-		sum += d
-	}
-	q := func(p float64) Duration { return Duration(ds[min(len(ds)-1, int(p*float64(len(ds))))]) }
-	return LatencySummary{Count: len(ds), Mean: Duration(sum / time.Duration(len(ds))), P50: q(0.5), P90: q(0.9), P99: q(0.99), Max: Duration(ds[len(ds)-1])}
 }

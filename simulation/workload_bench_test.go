@@ -1,12 +1,9 @@
 package simulation
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -130,23 +127,7 @@ func TestWorkloadChild(t *testing.T) {
 }
 
 func runWorkloadChild(b *testing.B, name string) workloadFigures {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestWorkloadChild$", "-test.v", "-test.count=1", "-test.timeout=30m")
-	cmd.Env = append(os.Environ(), workloadEnv+"="+name)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		b.Fatalf("child: %v\n%s", err, out)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if line, ok := strings.CutPrefix(sc.Text(), workloadPrefix); ok {
-			var f workloadFigures
-			if err := json.Unmarshal([]byte(line), &f); err != nil {
-				b.Fatal(err)
-			}
-			return f
-		}
-	}
-	b.Fatalf("child printed no figures:\n%s", out)
-	return workloadFigures{}
+	var f workloadFigures
+	runChild(b, "TestWorkloadChild", workloadEnv+"="+name, workloadPrefix, &f)
+	return f
 }
