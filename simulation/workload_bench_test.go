@@ -17,8 +17,8 @@ import (
 //   - default: Default(), cmd/peersim's run with no flags: its wall time;
 //   - propagation: gossip alone over N nodes of degree 8 (fanout 7: every
 //     neighbour but the sender), N from PEERLINK_SIM_PROPAGATION_SIZES
-//     (default 1000): time to 99 % and duplicates per node against
-//     (k−2)/2;
+//     (default 1000), about PEERLINK_SIM_PROPAGATION_MESSAGES messages
+//     (100): time to 99 % and duplicates per node against (k−2)/2;
 //   - degraded-peers: the shipped scenario at 100 nodes: each strategy's
 //     share of best picks and mean regret.
 func BenchmarkWorkload(b *testing.B) {
@@ -82,10 +82,15 @@ func workloadScenario(name string) (Scenario, error) {
 		if err != nil {
 			return Scenario{}, err
 		}
+		msgs := 100.0
+		if v, err := strconv.ParseFloat(os.Getenv("PEERLINK_SIM_PROPAGATION_MESSAGES"), 64); err == nil && v > 0 {
+			msgs = v
+		}
 		sc := scaleScenario(n)
 		sc.Name, sc.Duration = "propagation", Duration(30*time.Second)
-		// About 100 messages, whatever the size.
-		sc.Workload = &WorkloadSpec{Gossip: &GossipSpec{Rate: 100 / (float64(n) * 23)}}
+		// About msgs messages, whatever the size: publishing runs from
+		// 2 s to 25 s.
+		sc.Workload = &WorkloadSpec{Gossip: &GossipSpec{Rate: msgs / (float64(n) * 23)}}
 		return sc, nil
 	}
 	return Scenario{}, fmt.Errorf("unknown workload run %q", name)
