@@ -124,7 +124,7 @@ func Squatters() Scenario {
 
 // Default is what cmd/peersim runs with no flags: 100 nodes of degree 8
 // for 60 s, gossip (about 100 messages) and requests, under churn. It
-// takes about 20 s of wall time on 2 cores in a synctest bubble; gossip
+// takes about 26 s of wall time on 2 cores in a synctest bubble; gossip
 // is what costs (a stream and an acknowledgement per copy sent).
 func Default() Scenario {
 	return Scenario{
