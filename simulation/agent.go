@@ -348,6 +348,7 @@ func (a *Agent) exchange(p peer.ID, protocol string, prio mux.Priority, msg []by
 		return err
 	}
 	if err := s.Close(); err != nil {
+		_ = s.Reset()
 		return err
 	}
 	if _, err := io.CopyN(io.Discard, s, int64(want)); err != nil {

@@ -95,9 +95,13 @@ type RequestResult struct {
 type SelectionQuality struct {
 	Strategy string `json:"strategy"`
 	// Picks counts the requests whose pick was judged (SelectBest
-	// succeeded); BestShare is the share whose pick had the lowest true
-	// latency among the candidates. Regret is the pick's true latency ÷
-	// the best's (1 is perfect).
+	// succeeded, and picked an honest peer: a squatter or an attacker
+	// has no service time to judge, and its refusal counts among the
+	// errors); BestShare is the share whose pick had the lowest true
+	// latency among the honest candidates. Regret is the pick's true
+	// latency ÷ the best's (1 is perfect). The truth is taken when the
+	// request ends, the pick made when it began: a degradation between
+	// the two is judged as if known.
 	Picks      int     `json:"picks"`
 	BestShare  float64 `json:"best_share"`
 	MeanRegret float64 `json:"mean_regret"`
@@ -297,7 +301,9 @@ func (o *observer) Request(node int, r RequestOutcome) {
 	at := o.s.Elapsed()
 	rec := reqRec{at: at, strategy: r.Strategy, latency: r.Latency, cause: errorCause(r.Err)}
 	if !r.Peer.IsZero() {
-		if j, ok := o.s.Node(r.Peer); ok {
+		// A pick of a peer that serves nothing (a squatter) has no true
+		// latency to judge: it shows among the errors.
+		if j, ok := o.s.Node(r.Peer); ok && o.s.role(j) == "" {
 			rec.victim = o.s.isVictim(j)
 			rec.judged, rec.best, rec.regret = o.judge(node, j, r.Candidates)
 		}
