@@ -24,6 +24,24 @@
 //     Result: connectivity over time, reconnect times after restarts,
 //     heals and resets, dead-link detection times, heap and goroutines
 //     per node, and the trace's hash.
+//   - Workloads (Scenario.Workload): each node runs an Agent on its
+//     manager, through the public API only (SetStreamHandler,
+//     OpenStream, SelectBest and Selection.Done): gossip forwarded to
+//     the k peers the balancer picks and deduplicated by message ID,
+//     requests through SelectBest rotating P2C, highest score and random
+//     from request to request (so that the three are judged on the same
+//     run), bulk transfers at low priority, and hostile nodes (stream
+//     flooders, squatters). An Agent knows peers only by ID, so that one
+//     process running one node over TCP can run it too.
+//   - Measures of the workloads, judged against the truth the harness
+//     knows (Network.RTT, service times): delivery to every node of a
+//     message's connected component, time to 50/90/99/100 % of it,
+//     duplicates against flooding's (k−2)/2, the last delivery's hop,
+//     request latency and errors by cause, how often each strategy
+//     picked the truly fastest peer and its regret, each node's score of
+//     its peers against their true latency, breaker openings, trims.
+//     Default is the scenario cmd/peersim runs with no flags;
+//     Options.Progress reports a run's state every virtual second.
 //
 // # Virtual time and repeatability
 //
@@ -37,7 +55,10 @@
 //
 // What could still vary is what the managers themselves leave to
 // goroutine order at one virtual instant; the shipped scenarios are run
-// three times each in the tests to catch it.
+// twice each in the tests to catch it. The trace holds the links'
+// events, not the workloads': what a workload measures (which peer a
+// pick chose when two picks raced at one instant) can vary a little from
+// run to run of one seed.
 //
 // Every goroutine the harness starts ends with Close; Start and Close
 // must run in the same bubble. yamux keeps a process-wide pool of timers:

@@ -148,6 +148,7 @@ type Summary struct {
 	Mean    Duration `json:"mean"`
 	P50     Duration `json:"p50"`
 	P90     Duration `json:"p90"`
+	P99     Duration `json:"p99"`
 	Max     Duration `json:"max"`
 }
 
@@ -164,7 +165,7 @@ func summarize(ds []time.Duration, missing int) Summary {
 	}
 	q := func(p float64) Duration { return Duration(ds[min(len(ds)-1, int(p*float64(len(ds))))]) }
 	s.Mean = Duration(sum / time.Duration(len(ds)))
-	s.P50, s.P90, s.Max = q(0.5), q(0.9), Duration(ds[len(ds)-1])
+	s.P50, s.P90, s.P99, s.Max = q(0.5), q(0.9), q(0.99), Duration(ds[len(ds)-1])
 	return s
 }
 
@@ -208,6 +209,24 @@ type Result struct {
 	StackPerNode      int64   `json:"stack_per_node"`
 	GoroutinesPerNode float64 `json:"goroutines_per_node"`
 
+	// BreakerOpenings counts circuits that opened, at any node; Trims
+	// the links closed by trimming (as each end reported it), of which
+	// TrimmedSquatters a squatter's.
+	BreakerOpenings  int64 `json:"breaker_openings"`
+	Trims            int64 `json:"trims"`
+	TrimmedSquatters int64 `json:"trimmed_squatters"`
+
+	// The workload's measures (see WorkloadSpec), nil for a part it does
+	// not run. Selection compares the request strategies; Scores is each
+	// node's score of its peers at the end against their true latency.
+	Gossip          *GossipResult      `json:"gossip,omitempty"`
+	Requests        *RequestResult     `json:"requests,omitempty"`
+	Selection       []SelectionQuality `json:"selection,omitempty"`
+	Scores          []ScorePoint       `json:"scores,omitempty"`
+	Bulk            *BulkResult        `json:"bulk,omitempty"`
+	Flood           *FloodResult       `json:"flood,omitempty"`
+	WorkloadSamples []WorkloadSample   `json:"workload_samples,omitempty"`
+
 	trace []Record
 }
 
@@ -237,6 +256,11 @@ func (s *Sim) result() *Result {
 		trace:             trace,
 	}
 	newReplay(s.graph, res).run(trace, s.sc.SampleEvery.D(), s.sc.Duration.D())
+	res.BreakerOpenings, res.Trims, res.TrimmedSquatters = s.breakerOpenings.Load(), s.trims.Load(), s.trimmedSquat.Load()
+	if s.obs != nil {
+		s.obs.fill(res)
+		res.Scores = s.scores()
+	}
 	return res
 }
 

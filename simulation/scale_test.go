@@ -116,23 +116,31 @@ func BenchmarkScale(b *testing.B) {
 }
 
 func runScaleChild(b *testing.B, n int) scaleFigures {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestScaleChild$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), scaleEnv+"="+strconv.Itoa(n))
+	var f scaleFigures
+	ps := runChild(b, "TestScaleChild", scaleEnv+"="+strconv.Itoa(n), scalePrefix, &f)
+	f.MaxRSS = maxRSS(ps)
+	return f
+}
+
+// runChild runs test in a child process of the test binary with env
+// added, and decodes into v the JSON the child printed after prefix.
+func runChild(b *testing.B, test, env, prefix string, v any) *os.ProcessState {
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.v", "-test.count=1", "-test.timeout=60m")
+	cmd.Env = append(os.Environ(), env)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		b.Fatalf("child: %v\n%s", err, out)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		if line, ok := strings.CutPrefix(sc.Text(), scalePrefix); ok {
-			var f scaleFigures
-			if err := json.Unmarshal([]byte(line), &f); err != nil {
+		if line, ok := strings.CutPrefix(sc.Text(), prefix); ok {
+			if err := json.Unmarshal([]byte(line), v); err != nil {
 				b.Fatal(err)
 			}
-			f.MaxRSS = maxRSS(cmd.ProcessState)
-			return f
+			return cmd.ProcessState
 		}
 	}
 	b.Fatalf("child printed no figures:\n%s", out)
-	return scaleFigures{}
+	return nil
 }

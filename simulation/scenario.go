@@ -48,6 +48,9 @@ const (
 	// FaultDegrade slows the directed link Nodes[0] → Nodes[1] by Link
 	// (see Network.Degrade).
 	FaultDegrade = "degrade"
+	// FaultDegradeNode slows every link of the topology to and from each
+	// of Nodes by Link, both directions: a degraded peer.
+	FaultDegradeNode = "degrade_node"
 )
 
 // Fault is one fault of a Scenario, at a virtual time from the start.
@@ -110,6 +113,8 @@ type Scenario struct {
 	Faults []Fault    `json:"faults,omitempty"`
 	// SampleEvery is the spacing of the connectivity samples (1 s if 0).
 	SampleEvery Duration `json:"sample_every,omitempty"`
+	// Workload is what the nodes do over their links (nothing if nil).
+	Workload *WorkloadSpec `json:"workload,omitempty"`
 }
 
 // Bounds on a Scenario, so that a typo cannot ask for a run no machine
@@ -153,6 +158,11 @@ func (sc Scenario) withDefaults() Scenario {
 	if sc.SampleEvery == 0 {
 		sc.SampleEvery = Duration(time.Second)
 	}
+	if sc.Workload != nil {
+		// A copy: the caller's scenario keeps its zero fields.
+		sc.Workload = sc.Workload.clone()
+		sc.Workload.withDefaults(sc)
+	}
 	return sc
 }
 
@@ -187,6 +197,11 @@ func (sc Scenario) Validate() error {
 			return bad(fmt.Sprintf("Faults[%d].%s", k, field), "%s", problem)
 		}
 	}
+	if sc.Workload != nil {
+		if field, problem := sc.Workload.validate(sc.Nodes); field != "" {
+			return bad("Workload."+field, "%s", problem)
+		}
+	}
 	return nil
 }
 
@@ -216,12 +231,18 @@ func (f Fault) validate(n int) (field, problem string) {
 	switch f.Kind {
 	case FaultReset, FaultBlackHole:
 		return pair()
-	case FaultDegrade:
+	case FaultDegrade, FaultDegradeNode:
 		if f.Link == nil {
 			return "Link", "is missing"
 		}
 		if f.Link.Latency < 0 || f.Link.Bandwidth < 0 || f.Link.Buffer < 0 {
 			return "Link", fmt.Sprintf("%+v has a negative field", *f.Link)
+		}
+		if f.Kind == FaultDegradeNode {
+			if len(f.Nodes) == 0 {
+				return "Nodes", "is empty"
+			}
+			return inRange("Nodes", f.Nodes)
 		}
 		return pair()
 	case FaultPartition:
@@ -328,7 +349,7 @@ func (sc Scenario) schedule() []action {
 			if f.For > 0 {
 				acts = append(acts, action{at: at + f.For.D(), kind: FaultRestart, nodes: f.Nodes, cause: f.Kind})
 			}
-		case FaultDegrade:
+		case FaultDegrade, FaultDegradeNode:
 			acts = append(acts, action{at: at, kind: f.Kind, nodes: f.Nodes,
 				link: faultnet.Link{Latency: f.Link.Latency.D(), Bandwidth: f.Link.Bandwidth, Buffer: f.Link.Buffer}})
 		case FaultChurn:

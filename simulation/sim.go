@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/peerlink/peerlink"
+	"github.com/peerlink/peerlink/breaker"
 	"github.com/peerlink/peerlink/peer"
 )
 
@@ -37,6 +38,10 @@ type Options struct {
 	// start (restarts included); Identity, Transport, ListenAddrs and
 	// Rand are the harness's and are set again after it.
 	Configure func(i int, cfg *peerlink.Config)
+	// Progress, if set, is called every virtual second while Run runs,
+	// from a goroutine of Run's, with the run's state (for a progress
+	// line); it must return quickly.
+	Progress func(Progress)
 }
 
 // eventBuffer returns node i's subscription buffer: several times the
@@ -75,11 +80,17 @@ type Sim struct {
 	collectors sync.WaitGroup
 	dropped    atomic.Uint64
 	ran        atomic.Bool
+
+	obs             *observer // nil without a workload
+	breakerOpenings atomic.Int64
+	trims           atomic.Int64 // links closed by trims, at either end
+	trimmedSquat    atomic.Int64 // of which a squatter's
 }
 
 type simNode struct {
-	m   *peerlink.ConnectionManager // nil while down
-	inc int                         // starts so far, this one included
+	m     *peerlink.ConnectionManager // nil while down
+	agent *Agent                      // nil without a workload
+	inc   int                         // starts so far, this one included
 }
 
 // Start builds the scenario's network and graph and starts every node;
@@ -106,6 +117,9 @@ func Start(sc Scenario, opts Options) (*Sim, error) {
 		ids:   make([]*peer.Identity, sc.Nodes),
 		index: make(map[peer.ID]int, sc.Nodes),
 		nodes: make([]simNode, sc.Nodes),
+	}
+	if sc.Workload != nil {
+		s.obs = newObserver(s)
 	}
 	for i := range s.ids {
 		if s.ids[i], err = identity(sc.Seed, i); err != nil {
@@ -182,6 +196,7 @@ func (s *Sim) startNode(i int) error {
 
 	cfg := peerlink.DefaultConfig()
 	cfg.Health = s.sc.Health.config()
+	s.sc.Workload.configure(s.role(i), &cfg)
 	if s.opts.Configure != nil {
 		s.opts.Configure(i, &cfg)
 	}
@@ -194,12 +209,23 @@ func (s *Sim) startNode(i int) error {
 		return fmt.Errorf("simulation: node %d: %w", i, err)
 	}
 	sub := m.Subscribe(s.eventBuffer(i))
+	var agent *Agent
+	if s.obs != nil {
+		// Before Listen: the handlers are there when the first link is.
+		agent, err = NewAgent(m, AgentConfig{
+			Node: i, Incarnation: inc, Seed: mix(s.sc.Seed ^ mix(streamAgent<<56^uint64(i)<<20^uint64(inc))),
+			Workload: s.sc.Workload, Role: s.role(i), Begin: s.start, Duration: s.sc.Duration.D(), Observer: s.obs,
+		})
+		if err != nil {
+			return errors.Join(fmt.Errorf("simulation: node %d: %w", i, err), m.Close())
+		}
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return errors.Join(ErrClosed, m.Close())
 	}
-	s.nodes[i] = simNode{m: m, inc: inc}
+	s.nodes[i] = simNode{m: m, agent: agent, inc: inc}
 	if inc > 1 {
 		s.appendLocked(Record{At: s.Elapsed(), Kind: KindRestart, Node: i, Inc: inc, Peer: -1})
 	}
@@ -222,6 +248,17 @@ func (s *Sim) startNode(i int) error {
 		// starts, so that the draws go to the peers in a fixed order.
 		s.settle()
 	}
+	if s.role(i) == "squat" {
+		for _, j := range s.squatTargets(i) {
+			if err := m.AddPersistentPeer(peer.AddrInfo{ID: s.ids[j].ID(), Addrs: []string{s.net.Addr(j)}}); err != nil {
+				return fmt.Errorf("simulation: squatter %d: peer %d: %w", i, j, err)
+			}
+			s.settle()
+		}
+	}
+	if agent != nil {
+		agent.Start()
+	}
 	return nil
 }
 
@@ -236,11 +273,23 @@ func (s *Sim) collect(i, inc int, sub *peerlink.Subscription) {
 			r.Kind = KindConnected
 		case peerlink.EventDisconnected:
 			r.Kind = KindDisconnected
+		case peerlink.EventCircuit:
+			// Counted, not traced: circuit changes follow from the dials.
+			if ev.To == breaker.StateOpen {
+				s.breakerOpenings.Add(1)
+			}
+			continue
 		default:
-			continue // circuit changes follow from the dials; not traced yet
+			continue
 		}
 		if j, ok := s.index[ev.Peer]; ok {
 			r.Peer = j
+		}
+		if ev.Type == peerlink.EventDisconnected && ev.Reason == peerlink.ReasonTrimmed {
+			s.trims.Add(1)
+			if r.Peer >= 0 && s.role(r.Peer) == "squat" {
+				s.trimmedSquat.Add(1)
+			}
 		}
 		s.mu.Lock()
 		s.appendLocked(r)
@@ -275,14 +324,20 @@ func (s *Sim) stop(i int, kind Kind) error {
 		return err
 	}
 	s.mu.Lock()
-	m := s.nodes[i].m
+	m, agent := s.nodes[i].m, s.nodes[i].agent
 	if m == nil {
 		s.mu.Unlock()
 		return fmt.Errorf("%w: node %d", ErrNodeDown, i)
 	}
-	s.nodes[i].m = nil
+	s.nodes[i].m, s.nodes[i].agent = nil, nil
 	s.appendLocked(Record{At: s.Elapsed(), Kind: kind, Node: i, Inc: s.nodes[i].inc, Peer: -1})
 	s.mu.Unlock()
+	if s.obs != nil {
+		s.obs.nodeDown(i, s.Elapsed())
+	}
+	if agent != nil {
+		agent.Close()
+	}
 	if kind == KindPowerOff {
 		// Nothing it sends from now on, its close included, reaches
 		// anyone.
@@ -311,13 +366,22 @@ func (s *Sim) Close() error {
 	}
 	s.closed = true
 	var ms []*peerlink.ConnectionManager
+	var agents []*Agent
 	for i := range s.nodes {
 		if m := s.nodes[i].m; m != nil {
 			ms = append(ms, m)
 			s.nodes[i].m = nil
 		}
+		if a := s.nodes[i].agent; a != nil {
+			agents = append(agents, a)
+			s.nodes[i].agent = nil
+		}
 	}
 	s.mu.Unlock()
+	// The agents first: their goroutines use the managers.
+	for _, a := range agents {
+		a.Close()
+	}
 	errs := make([]error, len(ms))
 	var wg sync.WaitGroup
 	for k, m := range ms {
@@ -336,6 +400,8 @@ func (s *Sim) Run(ctx context.Context) (*Result, error) {
 	if s.ran.Swap(true) {
 		return nil, ErrRunTwice
 	}
+	stop := s.watch()
+	defer stop()
 	for _, a := range s.sc.schedule() {
 		if a.at >= s.sc.Duration.D() {
 			break
@@ -420,6 +486,15 @@ func (s *Sim) apply(a action) error {
 	case FaultDegrade:
 		s.record(Record{At: at, Kind: KindDegrade, Node: a.nodes[0], Peer: a.nodes[1], act: &a})
 		return s.net.Degrade(a.nodes[0], a.nodes[1], a.link)
+	case FaultDegradeNode:
+		for _, i := range a.nodes {
+			s.record(Record{At: at, Kind: KindDegrade, Node: i, Peer: -1, act: &a})
+			for _, j := range s.graph.Adj[i] {
+				if err := errors.Join(s.net.Degrade(i, j, a.link), s.net.Degrade(j, i, a.link)); err != nil {
+					return err
+				}
+			}
+		}
 	case FaultPartition:
 		s.record(Record{At: at, Kind: KindPartition, Node: first, Peer: -1, act: &a})
 		return s.net.Partition(a.groups...)

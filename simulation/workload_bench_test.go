@@ -1,0 +1,138 @@
+package simulation
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkWorkload runs workload scenarios in a child process of the
+// test binary (a benchmark cannot host a synctest bubble; see
+// BenchmarkScale) and reports their measures:
+//
+//   - default: Default(), cmd/peersim's run with no flags: its wall time;
+//   - propagation: gossip alone over N nodes of degree 8 (fanout 7: every
+//     neighbour but the sender), N from PEERLINK_SIM_PROPAGATION_SIZES
+//     (default 1000), about PEERLINK_SIM_PROPAGATION_MESSAGES messages
+//     (100): time to 99 % and duplicates per node against (k−2)/2;
+//   - degraded-peers: the shipped scenario at 100 nodes: each strategy's
+//     share of best picks and mean regret.
+func BenchmarkWorkload(b *testing.B) {
+	sizes := "1000"
+	if s := os.Getenv("PEERLINK_SIM_PROPAGATION_SIZES"); s != "" {
+		sizes = s
+	}
+	runs := []string{"default", "degraded-peers"}
+	for _, s := range strings.Split(sizes, ",") {
+		runs = append(runs, "propagation:"+strings.TrimSpace(s))
+	}
+	for _, name := range runs {
+		b.Run(strings.ReplaceAll(name, ":", "="), func(b *testing.B) {
+			var f workloadFigures
+			for b.Loop() {
+				f = runWorkloadChild(b, name)
+			}
+			b.ReportMetric(f.Wall, "wall-s")
+			if g := f.Gossip; g != nil {
+				b.ReportMetric(g.Delivery, "delivery")
+				b.ReportMetric(float64(g.To99.P50.D().Milliseconds()), "to99-p50-ms")
+				b.ReportMetric(float64(g.To99.Max.D().Milliseconds()), "to99-max-ms")
+				b.ReportMetric(g.DuplicatesPerNode, "dups/node")
+				b.ReportMetric(g.DuplicatesTheory, "dups-theory")
+				b.ReportMetric(g.LastHopMean, "last-hop")
+			}
+			for _, q := range f.Selection {
+				b.ReportMetric(q.BestShare, q.Strategy+"-best")
+				b.ReportMetric(q.MeanRegret, q.Strategy+"-regret")
+			}
+			b.Logf("%s: %s", name, f.Summary)
+		})
+	}
+}
+
+const (
+	workloadEnv    = "PEERLINK_SIM_WORKLOAD"
+	workloadPrefix = "SIMWORKLOAD "
+)
+
+type workloadFigures struct {
+	Wall      float64            `json:"wall_s"`
+	Gossip    *GossipResult      `json:"gossip"`
+	Selection []SelectionQuality `json:"selection"`
+	Summary   string             `json:"summary"`
+}
+
+// workloadScenario returns the scenario a BenchmarkWorkload run names.
+func workloadScenario(name string) (Scenario, error) {
+	kind, arg, _ := strings.Cut(name, ":")
+	switch kind {
+	case "default":
+		return Default(), nil
+	case "degraded-peers":
+		sc := DegradedPeers()
+		sc.Nodes = 100
+		sc.Workload.Requests.Rate = 1
+		return sc, nil
+	case "propagation":
+		n, err := strconv.Atoi(arg)
+		if err != nil {
+			return Scenario{}, err
+		}
+		msgs := 100.0
+		if v, err := strconv.ParseFloat(os.Getenv("PEERLINK_SIM_PROPAGATION_MESSAGES"), 64); err == nil && v > 0 {
+			msgs = v
+		}
+		sc := scaleScenario(n)
+		sc.Name, sc.Duration = "propagation", Duration(30*time.Second)
+		// About msgs messages, whatever the size: publishing runs from
+		// 2 s to 25 s.
+		sc.Workload = &WorkloadSpec{Gossip: &GossipSpec{Rate: msgs / (float64(n) * 23)}}
+		return sc, nil
+	}
+	return Scenario{}, fmt.Errorf("unknown workload run %q", name)
+}
+
+// TestWorkloadChild runs the scenario BenchmarkWorkload names in the
+// environment; otherwise it is skipped.
+func TestWorkloadChild(t *testing.T) {
+	name := os.Getenv(workloadEnv)
+	if name == "" {
+		t.Skip("run by BenchmarkWorkload")
+	}
+	sc, err := workloadScenario(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now() // outside the bubble: the real clock
+	var res *Result
+	inBubble(t, func(t *testing.T) {
+		var err error
+		if res, err = Run(t.Context(), sc, bubbleOpts()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	f := workloadFigures{Wall: time.Since(start).Seconds(), Gossip: res.Gossip, Selection: res.Selection}
+	if f.Gossip != nil {
+		f.Gossip.Messages, f.Gossip.DelayCDF = nil, nil
+	}
+	f.Summary = fmt.Sprintf("%d nodes, %v virtual, %d crashes, trace %s, heap/node %d B, goroutines/node %.1f",
+		res.Nodes, res.Duration, res.Crashes, res.TraceHash, res.HeapPerNode, res.GoroutinesPerNode)
+	if r := res.Requests; r != nil {
+		f.Summary += fmt.Sprintf("; requests %d sent, %d ok, %v, latency %+v", r.Sent, r.OK, r.Errors, r.Latency)
+	}
+	if g := res.Gossip; g != nil {
+		f.Summary += fmt.Sprintf("; gossip %d counted, delivery %.4f, to99 %+v, dups/node %.2f, RMR %.2f", g.Counted, g.Delivery, g.To99, g.DuplicatesPerNode, g.RMR)
+	}
+	b, _ := json.Marshal(f)
+	fmt.Println(workloadPrefix + string(b))
+}
+
+func runWorkloadChild(b *testing.B, name string) workloadFigures {
+	var f workloadFigures
+	runChild(b, "TestWorkloadChild", workloadEnv+"="+name, workloadPrefix, &f)
+	return f
+}
