@@ -167,6 +167,14 @@ func defaultScenario(nodes, degree int, seed uint64, d time.Duration) (simulatio
 			Latency: s(40 * time.Millisecond), Spread: s(20 * time.Millisecond),
 			Jitter: s(5 * time.Millisecond), Bandwidth: 12_500_000,
 		},
+		// Gossip through every node's balancer (about 100 messages from
+		// the whole network over the run) and requests through SelectBest,
+		// light enough that the run takes about 20–30 s of wall time on two
+		// cores.
+		Workload: &simulation.WorkloadSpec{
+			Gossip:   &simulation.GossipSpec{Rate: 0.008},
+			Requests: &simulation.RequestSpec{Rate: 0.2},
+		},
 	}
 	if nodes != defaultNodes {
 		sc.Name = fmt.Sprintf("churn-%d", nodes)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"sync"
@@ -101,7 +102,7 @@ func simulate(sc simulation.Scenario, p *progress, bubble bubbleFunc) (*simulati
 	var err error
 	bubble(func() {
 		var s *simulation.Sim
-		s, err = simulation.Start(sc, simulation.Options{Settle: synctest.Wait})
+		s, err = simulation.Start(sc, simulation.Options{Settle: synctest.Wait, Progress: p.note})
 		if err != nil {
 			return
 		}
@@ -131,6 +132,18 @@ type progress struct {
 	links   atomic.Int64 // open links, counted once per link
 	wallNS  atomic.Int64 // wall time of the run, once it ended
 	start   time.Time
+
+	// The workload's progress, from simulation.Options.Progress.
+	published, requests, requestErrors atomic.Int64
+	delivery                           atomic.Uint64 // float64 bits
+}
+
+// note takes the workload's progress (simulation.Options.Progress).
+func (p *progress) note(pr simulation.Progress) {
+	p.published.Store(int64(pr.Published))
+	p.delivery.Store(math.Float64bits(pr.Delivery))
+	p.requests.Store(int64(pr.Requests))
+	p.requestErrors.Store(int64(pr.RequestErrors))
 }
 
 // watchEvery is the virtual time between two readings of the nodes:
@@ -163,9 +176,16 @@ func (p *progress) watch(s *simulation.Sim, done <-chan struct{}) {
 
 // line is the progress line.
 func (p *progress) line(wall time.Duration) string {
-	return fmt.Sprintf("peersim: %6.1fs wall  %v/%v virtual  %d/%d nodes up  %d links up (%d edges)",
+	s := fmt.Sprintf("peersim: %6.1fs wall  %v/%v virtual  %d/%d nodes up  %d links up (%d edges)",
 		wall.Seconds(), time.Duration(p.virtual.Load()).Round(time.Second), p.duration,
 		p.nodesUp.Load(), p.nodes, p.links.Load(), p.edges)
+	if n := p.published.Load(); n > 0 {
+		s += fmt.Sprintf("  %d messages, %.1f %% delivered", n, 100*math.Float64frombits(p.delivery.Load()))
+	}
+	if n := p.requests.Load(); n > 0 {
+		s += fmt.Sprintf("  %d requests (%d failed)", n, p.requestErrors.Load())
+	}
+	return s
 }
 
 // Progress line refresh, in wall time: often on a terminal, where the

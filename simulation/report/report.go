@@ -48,6 +48,10 @@ type Table struct {
 var sections = []func(*simulation.Result) (Section, bool){
 	summarySection,
 	connectivitySection,
+	gossipSection,
+	workloadOverTimeSection,
+	selectionSection,
+	scoresSection,
 	reconnectSection,
 	detectionSection,
 	faultsSection,
@@ -186,6 +190,7 @@ func Summary(res *simulation.Result) Table {
 	add("reconnect after heal", "%s", summary(res.ReconnectAfterHeal))
 	add("reconnect after reset", "%s", summary(res.ReconnectAfterReset))
 	add("dead-link detection", "%s", summary(res.DeadLinkDetection))
+	workloadRows(res, add)
 	add("events lost", "%d%s", res.DroppedEvents, map[bool]string{true: " (measures incomplete)", false: ""}[res.DroppedEvents > 0])
 	add("memory per node", "%s heap, %s stacks, %.1f goroutines", bytesIEC(res.HeapPerNode), bytesIEC(res.StackPerNode), res.GoroutinesPerNode)
 	add("trace", "%d records, hash %s", res.TraceLen, res.TraceHash)
