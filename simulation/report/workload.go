@@ -147,9 +147,9 @@ func selectionSection(res *simulation.Result) (Section, bool) {
 			fmt.Sprintf("%.2f", q.MeanRegret), fmt.Sprintf("%.2f", q.P90Regret), fmt.Sprint(q.Errors), summary(q.Latency)})
 	}
 	return Section{
-		ID:    "selection",
-		Title: "Selection quality",
-		Text:  []string{"How often SelectBest picked the truly best peer among the candidates, and the regret: the picked peer's true latency over the best's (1 is perfect)."},
+		ID:     "selection",
+		Title:  "Selection quality",
+		Text:   []string{"How often SelectBest picked the truly best peer among the candidates, and the regret: the picked peer's true latency over the best's (1 is perfect)."},
 		Tables: []Table{t},
 		Charts: []Chart{
 			&Bars{Title: "Best picks by strategy", YLabel: "% of picks", Groups: groups, Series: []BarSeries{best}},
