@@ -208,6 +208,11 @@ type Result struct {
 	HeapPerNode       int64   `json:"heap_per_node"`
 	StackPerNode      int64   `json:"stack_per_node"`
 	GoroutinesPerNode float64 `json:"goroutines_per_node"`
+	// CPUPerNode is the CPU time (user and system) the process spent from
+	// the nodes' start to the result, over the nodes: real CPU, though
+	// the run's clock is virtual; the harness's and the network's share
+	// included. 0 where the platform cannot tell.
+	CPUPerNode Duration `json:"cpu_per_node"`
 
 	// BreakerOpenings counts circuits that opened, at any node; Trims
 	// the links closed by trimming (as each end reported it), of which
@@ -253,6 +258,7 @@ func (s *Sim) result() *Result {
 		HeapPerNode:       (int64(heap) - int64(s.heap0)) / int64(s.sc.Nodes),
 		StackPerNode:      (int64(stacks) - int64(s.stacks0)) / int64(s.sc.Nodes),
 		GoroutinesPerNode: float64(goroutines-s.goroutines0) / float64(s.sc.Nodes),
+		CPUPerNode:        Duration((processCPU() - s.cpu0) / time.Duration(s.sc.Nodes)),
 		trace:             trace,
 	}
 	newReplay(s.graph, res).run(trace, s.sc.SampleEvery.D(), s.sc.Duration.D())

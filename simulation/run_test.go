@@ -26,6 +26,9 @@ func TestRunBaseline(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("%+v", *res)
+		if res.HeapPerNode <= 0 || res.GoroutinesPerNode <= 0 || (runtime.GOOS == "linux" && res.CPUPerNode <= 0) {
+			t.Errorf("resources per node: heap %d, goroutines %.1f, CPU %v; want each measured", res.HeapPerNode, res.GoroutinesPerNode, res.CPUPerNode)
+		}
 	})
 }
 

@@ -68,8 +68,9 @@ type Sim struct {
 	index map[peer.ID]int
 	start time.Time
 
-	heap0       uint64 // heap in use before the nodes started
-	stacks0     uint64 // goroutine stacks then
+	heap0       uint64        // heap in use before the nodes started
+	cpu0        time.Duration // the process's CPU time then
+	stacks0     uint64        // goroutine stacks then
 	goroutines0 int
 
 	mu     sync.Mutex
@@ -129,6 +130,7 @@ func Start(sc Scenario, opts Options) (*Sim, error) {
 	}
 	s.heap0, s.stacks0 = memInUse()
 	s.goroutines0 = runtime.NumGoroutine()
+	s.cpu0 = processCPU()
 	s.start = time.Now()
 	for i := range s.nodes {
 		if err := s.startNode(i); err != nil {

@@ -193,6 +193,7 @@ func Summary(res *simulation.Result) Table {
 	workloadRows(res, add)
 	add("events lost", "%d%s", res.DroppedEvents, map[bool]string{true: " (measures incomplete)", false: ""}[res.DroppedEvents > 0])
 	add("memory per node", "%s heap, %s stacks, %.1f goroutines", bytesIEC(res.HeapPerNode), bytesIEC(res.StackPerNode), res.GoroutinesPerNode)
+	add("CPU per node", "%s", dur(res.CPUPerNode))
 	add("trace", "%d records, hash %s", res.TraceLen, res.TraceHash)
 	return t
 }
