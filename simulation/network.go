@@ -450,15 +450,14 @@ func (nw *Network) attach(c net.Conn, local, remote int) *simConn {
 
 	// Jitter J: the bottleneck's latency is L − J and each packet waits
 	// a further 0 to 2J below it, so the mean stays the link's L.
-	var raw net.Conn = c
 	if jitter := nw.spec.Jitter.D(); jitter > 0 {
 		base.Latency -= jitter
+		base.Jitter = 2 * jitter
 		// The conn's packets draw from the seed, the link and the
 		// virtual instant the conn was made: a run repeats.
-		seed := mix(nw.seed ^ mix(uint64(time.Now().UnixNano())^uint64(local)<<40^uint64(remote)<<16))
-		raw = newJitterConn(c, 2*jitter, base.Bandwidth, seed)
+		base.JitterSeed = mix(nw.seed ^ mix(uint64(time.Now().UnixNano())^uint64(local)<<40^uint64(remote)<<16))
 	}
-	top := base.Wrap(raw)
+	top := base.Wrap(c)
 	for _, d := range extra {
 		top = d.Wrap(top)
 	}

@@ -83,6 +83,12 @@ type Link struct {
 	// before Write blocks, like a router's or NIC's queue; 0 means
 	// max(DefaultBuffer, DefaultBufferTime × Bandwidth).
 	Buffer int
+	// Jitter delays each packet by a further 0 to Jitter, its own draw
+	// from JitterSeed and its number on the conn (so a seeded run
+	// repeats), without overtaking the packet before it: packets arrive
+	// in order, as on one TCP connection.
+	Jitter     time.Duration
+	JitterSeed uint64
 }
 
 // ShapeRaw returns l.Wrap, to plug into transport.Config.RawConnWrapper:
@@ -129,8 +135,10 @@ func (l Link) Wrap(c net.Conn) net.Conn {
 		panic("faultnet: Link.Bandwidth is negative")
 	case l.Buffer < 0:
 		panic("faultnet: Link.Buffer is negative")
+	case l.Jitter < 0:
+		panic("faultnet: Link.Jitter is negative")
 	}
-	if l.Latency == 0 && l.Bandwidth == 0 {
+	if l.Latency == 0 && l.Bandwidth == 0 && l.Jitter == 0 {
 		return c
 	}
 	if l.Buffer == 0 {
@@ -180,6 +188,8 @@ type shapedConn struct {
 	delivered int64     // bytes delivered (or dropped) since Wrap
 	busyUntil time.Time // when the bottleneck will have sent everything queued
 	carry     int64     // serialization time's remainder, in byte·ns, below Bandwidth
+	packets   uint64    // packets queued since Wrap (Jitter's draws)
+	lastDue   time.Time // the last packet's due time
 	err       error     // the underlying conn's write error, returned by later Writes
 	closed    bool
 	flushing  bool // closed with packets queued: deliver them at once, then close Conn
@@ -348,7 +358,14 @@ func (c *shapedConn) enqueue(now time.Time, buf *[]byte) {
 		}
 	}
 	c.queued += n
-	c.queue = append(c.queue, packet{buf: buf, due: c.busyUntil.Add(c.link.Latency), end: c.queued})
+	due := c.busyUntil.Add(c.link.Latency)
+	if j := c.link.Jitter; j > 0 {
+		due = due.Add(time.Duration(mix64(c.link.JitterSeed^c.packets) % uint64(j+1)))
+		due = maxTime(due, c.lastDue) // packets keep their order
+	}
+	c.packets++
+	c.lastDue = due
+	c.queue = append(c.queue, packet{buf: buf, due: due, end: c.queued})
 	c.held += n
 }
 
@@ -611,4 +628,19 @@ func putBuf(b *[]byte) {
 	}
 	*b = (*b)[:0]
 	bufPools[shift-minPoolShift].Put(b)
+}
+
+// mix64 is a splitmix64 step: Jitter's draw for one packet.
+func mix64(z uint64) uint64 {
+	z += 0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return b
+	}
+	return a
 }

@@ -525,3 +525,56 @@ func TestLinkYamux(t *testing.T) {
 		wg.Wait()
 	})
 }
+
+// Jitter: each packet arrives Latency plus its own draw in [0, Jitter]
+// after its Write, in order, and a seed repeats its delays.
+func TestJitter(t *testing.T) {
+	delays := func(seed uint64) []time.Duration {
+		var out []time.Duration
+		synctest.Test(t, func(t *testing.T) {
+			a, b := net.Pipe()
+			defer b.Close()
+			w := faultnet.Link{Latency: 10 * time.Millisecond, Jitter: 20 * time.Millisecond, JitterSeed: seed}.Wrap(a)
+			defer w.Close()
+			sent := make([]time.Time, 50)
+			go func() {
+				for i := range sent {
+					sent[i] = time.Now()
+					if _, err := w.Write([]byte{byte(i)}); err != nil {
+						return
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}()
+			buf := make([]byte, 1)
+			for i := range sent {
+				if _, err := io.ReadFull(b, buf); err != nil {
+					t.Fatal(err)
+				}
+				if int(buf[0]) != i {
+					t.Fatalf("packet %d arrived as %d-th: out of order", buf[0], i)
+				}
+				d := time.Since(sent[i])
+				if d < 10*time.Millisecond || d > 30*time.Millisecond {
+					t.Fatalf("packet %d delayed %v, want 10 ms to 30 ms", i, d)
+				}
+				out = append(out, d)
+			}
+		})
+		return out
+	}
+	one, again, other := delays(7), delays(7), delays(8)
+	if fmt.Sprint(one) != fmt.Sprint(again) {
+		t.Fatalf("one seed, two delay sequences:\n%v\n%v", one, again)
+	}
+	if fmt.Sprint(one) == fmt.Sprint(other) {
+		t.Fatal("two seeds, one delay sequence")
+	}
+	spread := false
+	for _, d := range one {
+		spread = spread || d != one[0]
+	}
+	if !spread {
+		t.Fatalf("no jitter: every packet delayed %v", one[0])
+	}
+}
