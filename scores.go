@@ -138,22 +138,9 @@ func noteOutcomeLocked(r *record, failed bool, now time.Time) {
 // score and, with a latency, toward its round trips (seed 004's
 // record_success). A peer with no record is ignored.
 func (m *ConnectionManager) RecordSuccess(id peer.ID, latency time.Duration) {
-	r, ok := m.peers.Get(id)
-	if !ok {
-		return
+	if r, ok := m.peers.Get(id); ok {
+		m.recordOutcome(r, false, latency)
 	}
-	if latency > 0 {
-		m.stats.requests.Record(latency)
-	}
-	now := m.clock.Now()
-	r.mu.Lock()
-	r.hist.RecordSuccess(now)
-	if latency > 0 {
-		r.hist.ObserveRTT(latency, now)
-	}
-	noteOutcomeLocked(r, false, now)
-	m.rescoreLocked(r, now, false)
-	r.mu.Unlock()
 }
 
 // RecordError tells the manager that a request to id failed (seed 004's
@@ -168,22 +155,31 @@ func (m *ConnectionManager) RecordError(id peer.ID, err error) {
 	if !ok {
 		return
 	}
-	m.recordFailure(r, 0)
+	m.recordOutcome(r, true, 0)
 }
 
-// recordFailure counts a failed request to r, which took latency (0: not
-// measured). A failure's latency is a round trip too, as Finagle counts
-// it: a peer whose requests time out must not keep the round trip of
-// its fast days.
-func (m *ConnectionManager) recordFailure(r *record, latency time.Duration) {
-	m.stats.reqErrors.Inc()
+// recordOutcome counts a request to r that succeeded or failed and took
+// latency (0: not measured). A failure's latency is a round trip too, as
+// Finagle counts it: a peer whose requests time out must not keep the
+// round trip of its fast days.
+func (m *ConnectionManager) recordOutcome(r *record, failed bool, latency time.Duration) {
+	switch {
+	case failed:
+		m.stats.reqErrors.Inc()
+	case latency > 0:
+		m.stats.requests.Record(latency)
+	}
 	now := m.clock.Now()
 	r.mu.Lock()
-	r.hist.RecordError(now)
+	if failed {
+		r.hist.RecordError(now)
+	} else {
+		r.hist.RecordSuccess(now)
+	}
 	if latency > 0 {
 		r.hist.ObserveRTT(latency, now)
 	}
-	noteOutcomeLocked(r, true, now)
+	noteOutcomeLocked(r, failed, now)
 	m.rescoreLocked(r, now, false)
 	r.mu.Unlock()
 }

@@ -45,11 +45,7 @@ func (s *Selection) Done(err error, latency time.Duration) {
 	if latency <= 0 {
 		latency = s.m.clock.Now().Sub(s.start)
 	}
-	if err != nil {
-		s.m.recordFailure(s.r, latency)
-		return
-	}
-	s.m.RecordSuccess(s.Peer, latency)
+	s.m.recordOutcome(s.r, err != nil, latency)
 }
 
 // SelectOption changes one SelectBest call.

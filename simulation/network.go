@@ -449,7 +449,7 @@ func (nw *Network) attach(c net.Conn, local, remote int) *simConn {
 	nw.mu.Unlock()
 
 	// Jitter J: the bottleneck's latency is L − J and each packet waits
-	// a further 0 to 2J below it, so the mean stays the link's L.
+	// a further 0 to 2J of its own, so the mean stays the link's L.
 	if jitter := nw.spec.Jitter.D(); jitter > 0 {
 		base.Latency -= jitter
 		base.Jitter = 2 * jitter
