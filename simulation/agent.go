@@ -100,7 +100,12 @@ type Agent struct {
 
 	seenMu sync.Mutex
 	seen   map[uint64]struct{}
-	pubs   uint64 // messages published so far
+	// seenRing holds the IDs in seen in the order they came, so that the
+	// oldest is forgotten past maxSeen: peers can send any number of
+	// IDs, and a node that runs for days must not keep them all.
+	seenRing []uint64
+	seenNext int
+	pubs     uint64 // messages published so far
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -265,7 +270,7 @@ func (a *Agent) publishNext() {
 	a.seenMu.Lock()
 	a.pubs++
 	id := messageID(a.cfg.Node, a.cfg.Incarnation, a.pubs)
-	a.seen[id] = struct{}{}
+	a.markSeenLocked(id)
 	a.seenMu.Unlock()
 	a.obs.Published(a.cfg.Node, id)
 	a.forward(id, 0, peer.ID{})
@@ -278,8 +283,25 @@ func (a *Agent) see(id uint64) bool {
 	if _, ok := a.seen[id]; ok {
 		return false
 	}
-	a.seen[id] = struct{}{}
+	a.markSeenLocked(id)
 	return true
+}
+
+// maxSeen bounds the message IDs an agent remembers: far more than can
+// be in flight, so that a forgotten message has long stopped spreading.
+const maxSeen = 1 << 16
+
+// markSeenLocked adds id to the seen set, forgetting the oldest past
+// maxSeen. a.seenMu must be held.
+func (a *Agent) markSeenLocked(id uint64) {
+	if len(a.seenRing) < maxSeen {
+		a.seenRing = append(a.seenRing, id)
+	} else {
+		delete(a.seen, a.seenRing[a.seenNext])
+		a.seenRing[a.seenNext] = id
+		a.seenNext = (a.seenNext + 1) % maxSeen
+	}
+	a.seen[id] = struct{}{}
 }
 
 // forward sends message id, hop links from its origin, to Fanout

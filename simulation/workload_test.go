@@ -134,3 +134,23 @@ func TestProgress(t *testing.T) {
 		}
 	})
 }
+
+// An agent remembers at most maxSeen message IDs, forgetting the oldest:
+// peers can send it any number of them.
+func TestAgentSeenBounded(t *testing.T) {
+	a := &Agent{seen: make(map[uint64]struct{})}
+	for id := range uint64(maxSeen + 10) {
+		if !a.see(id) {
+			t.Fatalf("id %d seen before it came", id)
+		}
+	}
+	if len(a.seen) != maxSeen || len(a.seenRing) != maxSeen {
+		t.Fatalf("%d IDs kept (ring %d), want %d", len(a.seen), len(a.seenRing), maxSeen)
+	}
+	if a.see(maxSeen + 9) {
+		t.Fatal("the newest ID forgotten")
+	}
+	if !a.see(0) {
+		t.Fatal("the oldest ID still remembered past maxSeen")
+	}
+}
