@@ -111,10 +111,14 @@ func echo(t *testing.T, from, to net.Conn, msg string) {
 // The handshake deadline must not survive the handshake: a link idle for
 // longer than HandshakeTimeout still works.
 func TestDeadlineCleared(t *testing.T) {
+	// The handshake's deadline was set before dialPair returned, so a
+	// write one timeout (and a margin) after that comes past it. The
+	// timeout is long enough for a TLS handshake under -race on a busy
+	// machine: at 50 ms the handshake itself timed out in CI-like runs.
+	const timeout = 400 * time.Millisecond
 	forEachEnv(t, func(t *testing.T, e env) {
-		dc, ac := dialPair(t, e, func(c *Config) { c.HandshakeTimeout = 50 * time.Millisecond })
-		// Write only after three handshake timeouts have passed.
-		timer := time.AfterFunc(150*time.Millisecond, func() { dc.Write([]byte("late")) })
+		dc, ac := dialPair(t, e, func(c *Config) { c.HandshakeTimeout = timeout })
+		timer := time.AfterFunc(timeout+100*time.Millisecond, func() { dc.Write([]byte("late")) })
 		defer timer.Stop()
 		buf := make([]byte, 4)
 		_ = ac.SetReadDeadline(time.Now().Add(waitLimit))
