@@ -307,6 +307,7 @@ type Config struct {
 	// OpenTimeout (30 s) one trial dial is let through. Zero fields take
 	// breaker.DefaultSettings. IsExcluded, if set, adds to the errors the
 	// manager already excludes (its own refusals, gater refusals, closing).
+	// Its Clock, if nil, is the manager's Clock.
 	Breaker breaker.Settings
 
 	// Backoff paces RetryConnect and the reconnects to persistent peers.

@@ -57,6 +57,9 @@ func (m *ConnectionManager) newBreakers() error {
 	settings.IsExcluded = func(err error) bool {
 		return excluded(err) || (user != nil && user(err))
 	}
+	if settings.Clock == nil {
+		settings.Clock = m.clock // open timeouts and windows on the manager's time
+	}
 	openFor := settings.OpenTimeout
 	if openFor == 0 {
 		openFor = breaker.DefaultOpenTimeout

@@ -14,6 +14,7 @@ import (
 
 	"github.com/peerlink/peerlink"
 	"github.com/peerlink/peerlink/breaker"
+	"github.com/peerlink/peerlink/clock"
 	"github.com/peerlink/peerlink/mux"
 	"github.com/peerlink/peerlink/peer"
 	"github.com/peerlink/peerlink/transport"
@@ -536,5 +537,41 @@ func TestCloseWithReconnectsInFlightLeaksNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range sub.C {
+	}
+}
+
+// The circuit's open timeout runs on Config.Clock: under a fake clock the
+// circuit half-opens when that clock has moved on, not the real one.
+func TestBreakerFollowsTheManagersClock(t *testing.T) {
+	idB, addr := newIdentity(t), reservedAddr(t)
+	fake := clock.NewFake(time.Unix(1_000_000, 0))
+	a := newManager(t, func(c *peerlink.Config) {
+		c.Clock = fake
+		c.Breaker = breaker.Settings{FailureThreshold: 2, OpenTimeout: time.Hour}
+	})
+	b := peer.AddrInfo{ID: idB.ID(), Addrs: []string{addr}}
+	for i := 1; i <= 2; i++ {
+		if err := a.Connect(ctxT(t), b); err == nil || errors.Is(err, peerlink.ErrCircuitOpen) {
+			t.Fatalf("dial %d to a closed port: err = %v, want a dial error", i, err)
+		}
+	}
+	err := a.Connect(ctxT(t), b)
+	var open *breaker.OpenError
+	if !errors.As(err, &open) {
+		t.Fatalf("Connect after 2 failures: %v, want ErrCircuitOpen", err)
+	}
+	if want := fake.Now().Add(time.Hour); !open.Until.Equal(want) {
+		t.Fatalf("open until %v, want %v (the manager's clock plus OpenTimeout)", open.Until, want)
+	}
+	startAt(t, idB, addr)
+	fake.Advance(time.Hour)
+	if got := a.BreakerState(b.ID); got != breaker.StateHalfOpen {
+		t.Fatalf("circuit %v an hour later on the manager's clock, want half-open", got)
+	}
+	if err := a.Connect(ctxT(t), b); err != nil {
+		t.Fatalf("trial dial an hour later on the manager's clock: %v", err)
+	}
+	if got := a.BreakerState(b.ID); got != breaker.StateClosed {
+		t.Fatalf("circuit %v after a good trial, want closed", got)
 	}
 }

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/peerlink/peerlink/clock"
 	"github.com/peerlink/peerlink/peer"
 )
 
@@ -105,6 +107,12 @@ type Settings struct {
 	// context.DeadlineExceeded is not excluded, since a dial timing out is
 	// what an unreachable peer looks like. nil excludes nothing more.
 	IsExcluded func(error) bool
+
+	// Clock times the open state and the closed-state window; nil is the
+	// real clock. The connection manager passes its Config.Clock, so that
+	// a circuit opened under a fake clock half-opens when that clock has
+	// moved OpenTimeout on, however little real time has passed.
+	Clock clock.Clock
 }
 
 // DefaultSettings returns the settings the zero Settings stands for, with
@@ -183,6 +191,9 @@ func (e *OpenError) Error() string {
 // Unwrap returns ErrOpen.
 func (e *OpenError) Unwrap() error { return ErrOpen }
 
+// errPanicked is the failure counted for a dial function that panicked.
+var errPanicked = errors.New("breaker: dial function panicked")
+
 // Registry holds one circuit breaker per peer. The connection manager
 // sends every dial to a peer through that peer's circuit, so that a peer
 // that keeps failing is not dialed in a tight loop. It is safe for
@@ -198,20 +209,42 @@ func (e *OpenError) Unwrap() error { return ErrOpen }
 // almost never wait for one another, where a single RWMutex would bounce
 // its reader count between every core dialing at once. The shards cost a
 // fixed ~8 KiB, nothing next to a table of 100k circuits.
+//
+// Time is the Registry's clock (Settings.Clock), never gobreaker's:
+// gobreaker reads time.Now itself and has no clock to inject. So
+// gobreaker counts and keeps the state, and the Registry times it:
+//   - gobreaker's open state lasts 1 ns; the Registry keeps a circuit
+//     open until its own clock passes openUntil, and only then lets
+//     gobreaker look (and turn half-open). Every call into gobreaker runs
+//     under the circuit's mutex, after that check, so no look can slip in
+//     between the opening and openUntil being set.
+//   - gobreaker never resets a closed circuit's counts (Interval 0); the
+//     Registry starts a fresh gobreaker breaker when its own window ends,
+//     and drops the outcomes of dials let through by the one it replaced,
+//     as gobreaker drops those of an earlier generation.
 type Registry struct {
 	circuits   *peer.Table[*circuit]
-	template   gobreaker.Settings // OnStateChange is set per circuit
+	template   gobreaker.Settings // OnStateChange is set per breaker
 	settings   Settings           // with defaults applied
+	clock      clock.Clock
 	onChange   func(StateChange)
 	isExcluded func(error) bool // the user's, or nil
 }
 
-// circuit is one peer's breaker plus what gobreaker does not tell us.
+// circuit is one peer's breaker plus its timing, which gobreaker cannot
+// take from an injected clock.
 type circuit struct {
-	cb *gobreaker.CircuitBreaker[struct{}]
+	// mu is held across every call into cb (never across a dial), so
+	// that checking openUntil and gobreaker's lazy transitions happen as
+	// one step.
+	mu sync.Mutex
+	cb *gobreaker.TwoStepCircuitBreaker[struct{}]
+	// windowEnd is when a closed circuit's counts reset, in the clock's
+	// Unix nanoseconds; 0 for never. Guarded by mu.
+	windowEnd int64
 	// openUntil is when the circuit, last opened, lets a trial through,
-	// in Unix nanoseconds; written by the state-change hook (under cb's
-	// mutex), read by refused Executes (outside it).
+	// in the clock's Unix nanoseconds; written under mu (by the
+	// state-change hook), read by refused Executes after it.
 	openUntil atomic.Int64
 	// removed is set by Remove; the hook then reports no more changes
 	// for this circuit, which calls in flight may still drive.
@@ -223,7 +256,7 @@ type circuit struct {
 //
 // onChange, if not nil, is called on every state change of every circuit.
 // It is called synchronously, from the goroutine whose Execute, State or
-// Counts call made the change, while gobreaker holds that circuit's mutex:
+// Counts call made the change, while that circuit's mutex is held:
 //
 //   - it must not block: until it returns, every dial to that peer (and
 //     the dial that made the change) waits;
@@ -242,18 +275,18 @@ func NewRegistry(s Settings, onChange func(StateChange)) (*Registry, error) {
 	r := &Registry{
 		circuits:   peer.NewTable[*circuit](0),
 		settings:   s,
+		clock:      s.Clock,
 		onChange:   onChange,
 		isExcluded: s.IsExcluded,
 	}
-	threshold := s.FailureThreshold
-	interval := s.Interval
-	if interval < 0 {
-		interval = 0 // gobreaker: ≤ 0 never clears the counts while closed
+	if r.clock == nil {
+		r.clock = clock.Real()
 	}
+	threshold := s.FailureThreshold
 	r.template = gobreaker.Settings{
 		MaxRequests: s.HalfOpenMaxRequests,
-		Interval:    interval,
-		Timeout:     s.OpenTimeout,
+		Interval:    0,               // never: the Registry's window (see Registry)
+		Timeout:     time.Nanosecond, // at once: the Registry keeps it open
 		ReadyToTrip: func(c gobreaker.Counts) bool {
 			return c.ConsecutiveFailures >= threshold
 		},
@@ -277,26 +310,61 @@ func (r *Registry) excluded(err error) bool {
 
 func (r *Registry) newCircuit(id peer.ID) *circuit {
 	c := &circuit{id: id}
-	st := r.template
-	st.OnStateChange = func(_ string, from, to gobreaker.State) {
-		r.stateChanged(c, from, to)
-	}
-	c.cb = gobreaker.NewCircuitBreaker[struct{}](st)
+	r.renew(c, r.clock.Now().UnixNano())
 	return c
 }
 
-// stateChanged runs under c.cb's mutex (see NewRegistry).
+// renew gives c a fresh, closed gobreaker breaker whose window starts at
+// now. c.mu must be held, or c not yet shared.
+func (r *Registry) renew(c *circuit, now int64) {
+	st := r.template
+	var cb *gobreaker.TwoStepCircuitBreaker[struct{}]
+	st.OnStateChange = func(_ string, from, to gobreaker.State) {
+		if c.cb == cb { // a replaced breaker is never called again, but be sure
+			r.stateChanged(c, from, to)
+		}
+	}
+	cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](st)
+	c.cb = cb
+	c.windowEnd = r.windowEnd(now)
+}
+
+// windowEnd is when a closed-state window starting at now ends.
+func (r *Registry) windowEnd(now int64) int64 {
+	if r.settings.Interval < 0 {
+		return 0
+	}
+	return now + int64(r.settings.Interval)
+}
+
+// stateChanged runs under c.mu, inside a gobreaker call.
 func (r *Registry) stateChanged(c *circuit, from, to gobreaker.State) {
-	now := time.Now()
-	if to == gobreaker.StateOpen {
-		// gobreaker's own expiry is its now (a moment earlier) plus the
-		// timeout, so this is at most nanoseconds late.
+	now := r.clock.Now()
+	switch to {
+	case gobreaker.StateOpen:
 		c.openUntil.Store(now.Add(r.settings.OpenTimeout).UnixNano())
+	case gobreaker.StateClosed:
+		c.windowEnd = r.windowEnd(now.UnixNano())
 	}
 	if r.onChange == nil || c.removed.Load() {
 		return
 	}
 	r.onChange(StateChange{Peer: c.id, From: fromGobreaker(from), To: fromGobreaker(to), Time: now})
+}
+
+// lookLocked brings c up to date at now and returns its state: open while
+// the clock is before openUntil (gobreaker is not asked, so it cannot
+// half-open early); otherwise gobreaker's state, after starting a new
+// window if a closed one has ended. c.mu must be held.
+func (r *Registry) lookLocked(c *circuit, now int64) State {
+	if now < c.openUntil.Load() {
+		return StateOpen
+	}
+	st := c.cb.State() // an open breaker half-opens here
+	if st == gobreaker.StateClosed && c.windowEnd != 0 && now >= c.windowEnd {
+		r.renew(c, now)
+	}
+	return fromGobreaker(st)
 }
 
 // Execute runs fn through id's circuit, creating the circuit on id's first
@@ -312,49 +380,81 @@ func (r *Registry) stateChanged(c *circuit, from, to gobreaker.State) {
 // opened does not close it by succeeding afterwards.
 func (r *Registry) Execute(id peer.ID, fn func() error) error {
 	c, _ := r.circuits.LoadOrCreate(id, func() *circuit { return r.newCircuit(id) })
-	called := false
-	_, err := c.cb.Execute(func() (struct{}, error) {
-		called = true
-		return struct{}{}, fn()
-	})
-	if called || err == nil {
-		return err
+	c.mu.Lock()
+	now := r.clock.Now().UnixNano()
+	var (
+		done    func(error)
+		refused error
+	)
+	if r.lookLocked(c, now) == StateOpen {
+		refused = gobreaker.ErrOpenState
+	} else {
+		done, refused = c.cb.Allow()
 	}
-	// Refused. gobreaker says so with one of two errors; anything else
-	// cannot happen without fn having been called.
-	e := &OpenError{Peer: id, State: StateOpen, maxTrials: r.settings.HalfOpenMaxRequests}
-	if errors.Is(err, gobreaker.ErrTooManyRequests) {
-		e.State = StateHalfOpen
-	} else if until := c.openUntil.Load(); until != 0 {
-		e.Until = time.Unix(0, until)
+	cb := c.cb
+	c.mu.Unlock()
+	if refused != nil {
+		e := &OpenError{Peer: id, State: StateOpen, maxTrials: r.settings.HalfOpenMaxRequests}
+		if errors.Is(refused, gobreaker.ErrTooManyRequests) {
+			e.State = StateHalfOpen
+		} else if until := c.openUntil.Load(); until != 0 {
+			e.Until = time.Unix(0, until)
+		}
+		return e
 	}
-	return e
+	report := func(err error) {
+		// A dial let through before the window ended, or before the
+		// circuit opened (nothing is let through while it is open), is
+		// from an earlier state: its outcome is dropped, and the look
+		// does not half-open gobreaker early.
+		c.mu.Lock()
+		if r.lookLocked(c, r.clock.Now().UnixNano()) != StateOpen && c.cb == cb {
+			done(err)
+		}
+		c.mu.Unlock()
+	}
+	// A panicking fn counts as a failure; without a recover, the panic
+	// goes on up with its own stack once report has run.
+	returned := false
+	defer func() {
+		if !returned {
+			report(errPanicked)
+		}
+	}()
+	err := fn()
+	returned = true
+	report(err)
+	return err
 }
 
 // State returns id's circuit state, StateClosed for a peer without one.
-// gobreaker has no timers: an open circuit becomes half-open when someone
-// looks after OpenTimeout has passed, and State is such a look, so it may
-// itself make the open→half-open change (and call onChange).
+// Nothing runs on timers: an open circuit becomes half-open when someone
+// looks after OpenTimeout has passed on the Registry's clock, and State
+// is such a look, so it may itself make the open→half-open change (and
+// call onChange).
 func (r *Registry) State(id peer.ID) State {
 	c, ok := r.circuits.Get(id)
 	if !ok {
 		return StateClosed
 	}
-	return fromGobreaker(c.cb.State())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return r.lookLocked(c, r.clock.Now().UnixNano())
 }
 
 // Counts returns, for id's circuit in its current state (or closed-state
 // window), the number of dials let through whose outcome was not excluded
 // (dials in flight included), and the number of failures in a row. Both
 // are 0 for a peer without a circuit. Counts first brings the circuit up
-// to date, as State does, since gobreaker's own Counts reports counts of
-// a window that has already expired.
+// to date, as State does.
 func (r *Registry) Counts(id peer.ID) (requests, consecutiveFailures uint32) {
 	c, ok := r.circuits.Get(id)
 	if !ok {
 		return 0, 0
 	}
-	c.cb.State() // roll the window over or half-open, if due
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r.lookLocked(c, r.clock.Now().UnixNano())
 	n := c.cb.Counts()
 	requests = n.Requests
 	if n.TotalExclusions < requests {

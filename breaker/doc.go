@@ -28,7 +28,10 @@
 //
 // The circuits are github.com/sony/gobreaker/v2 breakers, which start no
 // goroutines and keep no timers: an open circuit becomes half-open when
-// it is next looked at (Execute, State or Counts) after OpenTimeout. A
+// it is next looked at (Execute, State or Counts) after OpenTimeout.
+// gobreaker reads the real clock; the Registry times the open state and
+// the closed-state window itself on Settings.Clock, so that a fake or
+// simulated clock drives them (see Registry). A
 // circuit costs about 400 bytes of heap, table entry included
 // (BenchmarkCircuitMemory measures it), and is created on a peer's first
 // dial, so a large peer table costs nothing for peers never dialed;
