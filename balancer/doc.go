@@ -21,7 +21,8 @@
 //   - RoundRobin: the next eligible candidate after a shared counter.
 //   - LeastLoaded: the lowest Load over the whole slice.
 //   - P2C: two random eligible candidates, the one of lower peak-EWMA
-//     cost (latency × (load + 1), penalised by a low score) wins.
+//     cost (latency × (load + 1), penalised by a low score) wins; or
+//     d of them (P2COptions.Choices), every one when d ≥ their number.
 //   - LeastLoadedOfTwo: two random eligible candidates, the lower Load wins.
 //   - WeightedRandom: random, with probability proportional to Score.
 //   - HighestScore: the highest Score over the whole slice.
@@ -36,7 +37,8 @@
 //
 // Strategies that scan (LeastLoaded, WeightedRandom, HighestScore,
 // Rendezvous) are O(n) in the number of candidates; RoundRobin, P2C and
-// LeastLoadedOfTwo are O(1) expected when most candidates are eligible.
+// LeastLoadedOfTwo are O(1) expected when most candidates are eligible
+// (P2C with d choices: O(d)).
 // Those three also pick from a Set (SetPicker), which builds a candidate
 // only when the strategy reads it: a caller with thousands of peers then
 // loads two or three of them per pick instead of all (PickFrom chooses

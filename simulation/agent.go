@@ -97,6 +97,7 @@ type Agent struct {
 
 	strategies []balancer.Strategy // Requests.Strategies, in order
 	reqCount   atomic.Uint64
+	srv        *capacity // nil: Requests.Concurrency 0, no limit
 
 	seenMu sync.Mutex
 	seen   map[uint64]struct{}
@@ -133,8 +134,11 @@ func NewAgent(m *peerlink.ConnectionManager, cfg AgentConfig) (*Agent, error) {
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	if r := a.w.Requests; r != nil {
 		a.slow = slices.Contains(r.SlowNodes, cfg.Node)
+		if r.Concurrency > 0 {
+			a.srv = newCapacity(a.clk, r.Concurrency, r.Queue)
+		}
 		for k, s := range r.Strategies {
-			a.strategies = append(a.strategies, newStrategy(s, mix(cfg.Seed^uint64(k+1))))
+			a.strategies = append(a.strategies, newStrategy(s, mix(cfg.Seed^uint64(k+1)), r.P2CChoices))
 		}
 	}
 	if cfg.Role == "squat" {
@@ -159,15 +163,15 @@ func NewAgent(m *peerlink.ConnectionManager, cfg AgentConfig) (*Agent, error) {
 }
 
 // newStrategy returns the balancer strategy a name in
-// RequestSpec.Strategies stands for.
-func newStrategy(name string, seed uint64) balancer.Strategy {
+// RequestSpec.Strategies stands for (P2C drawing choices candidates).
+func newStrategy(name string, seed uint64, choices int) balancer.Strategy {
 	switch name {
 	case StrategyHighestScore:
 		return balancer.NewHighestScore()
 	case StrategyRandom:
 		return &randomStrategy{seed: seed}
 	}
-	return balancer.NewP2C(balancer.P2COptions{Seed: seed})
+	return balancer.NewP2C(balancer.P2COptions{Seed: seed, Choices: choices})
 }
 
 // Start starts the agent's loops (publisher, requester, bulk sender,
@@ -430,6 +434,11 @@ func (a *Agent) request() {
 	binary.BigEndian.PutUint32(msg[4:], uint32(r.Size))
 	ok := a.goOwned(func() {
 		out.Err = a.exchange(sel.Peer, RequestProtocol, priority(r.Priority, mux.PriorityNormal), msg, r.ResponseSize, start.Add(r.Timeout.D()))
+		if errors.Is(out.Err, io.EOF) {
+			// The server closed the stream without an answer: the one
+			// way it says its queue is full (serveRequest).
+			out.Err = fmt.Errorf("%w (%s)", ErrOverloaded, sel.Peer)
+		}
 		out.Latency = a.clk.Now().Sub(start)
 		sel.Done(out.Err, out.Latency)
 		a.obs.Request(a.cfg.Node, out)
@@ -448,7 +457,8 @@ func (a *Agent) serveRequest(s *mux.Stream) {
 			service = r.SlowServiceTime.D()
 		}
 	}
-	_ = s.SetDeadline(a.clk.Now().Add(timeout))
+	deadline := a.clk.Now().Add(timeout)
+	_ = s.SetDeadline(deadline)
 	var h [requestHeader]byte
 	if _, err := io.ReadFull(s, h[:]); err != nil {
 		_ = s.Reset()
@@ -463,6 +473,17 @@ func (a *Agent) serveRequest(s *mux.Stream) {
 	if _, err := io.CopyN(io.Discard, s, body); err != nil {
 		_ = s.Reset()
 		return
+	}
+	if a.srv != nil {
+		switch err := a.srv.acquire(s.Context(), deadline); {
+		case errors.Is(err, ErrOverloaded):
+			_ = s.Close() // no answer: the requester reads EOF
+			return
+		case err != nil:
+			_ = s.Reset()
+			return
+		}
+		defer a.srv.release()
 	}
 	if service > 0 {
 		t := a.clk.NewTimer(service)

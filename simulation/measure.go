@@ -82,8 +82,9 @@ type MessageStat struct {
 type RequestResult struct {
 	Sent int `json:"sent"`
 	OK   int `json:"ok"`
-	// Errors counts failures by cause: "timeout", "no_candidate",
-	// "stream_limit", "reset", "closed", "other".
+	// Errors counts failures by cause: "timeout", "overloaded" (the
+	// server's queue was full), "no_candidate", "stream_limit", "reset",
+	// "closed", "other".
 	Errors map[string]int `json:"errors,omitempty"`
 	// Latency is over the successful requests.
 	Latency Summary `json:"latency"`
@@ -110,6 +111,15 @@ type SelectionQuality struct {
 	// successful ones.
 	Errors  int     `json:"errors"`
 	Latency Summary `json:"latency"`
+	// ErrorCauses splits Errors by cause, as RequestResult.Errors.
+	ErrorCauses map[string]int `json:"error_causes,omitempty"`
+	// Load concentration, over the strategy's picks of honest peers:
+	// BusiestShare is the share that went to the server it picked most,
+	// LoadMaxMean that server's picks ÷ the mean over every honest node
+	// (1: perfectly even). A strategy that sends every request to its
+	// best peer queues them there once servers have a finite Concurrency.
+	BusiestShare float64 `json:"busiest_share"`
+	LoadMaxMean  float64 `json:"load_max_mean"`
 }
 
 // ScorePoint is one node's score of one linked peer at the end of the
@@ -216,6 +226,7 @@ type reqRec struct {
 	best     bool
 	regret   float64
 	victim   bool
+	server   int // the honest node picked, -1 if none
 }
 
 type bulkRec struct {
@@ -299,11 +310,12 @@ func (o *observer) Received(node int, id uint64, _ peer.ID, hop int, first bool)
 
 func (o *observer) Request(node int, r RequestOutcome) {
 	at := o.s.Elapsed()
-	rec := reqRec{at: at, strategy: r.Strategy, latency: r.Latency, cause: errorCause(r.Err)}
+	rec := reqRec{at: at, strategy: r.Strategy, latency: r.Latency, cause: errorCause(r.Err), server: -1}
 	if !r.Peer.IsZero() {
 		// A pick of a peer that serves nothing (a squatter) has no true
 		// latency to judge: it shows among the errors.
 		if j, ok := o.s.Node(r.Peer); ok && o.s.role(j) == "" {
+			rec.server = j
 			rec.victim = o.s.isVictim(j)
 			rec.judged, rec.best, rec.regret = o.judge(node, j, r.Candidates)
 		}
@@ -347,6 +359,8 @@ func errorCause(err error) string {
 		return ""
 	case isTimeoutErr(err):
 		return "timeout"
+	case errors.Is(err, ErrOverloaded):
+		return "overloaded"
 	case errors.Is(err, balancer.ErrNoCandidate):
 		return "no_candidate"
 	case errors.Is(err, mux.ErrStreamLimit):
@@ -578,10 +592,17 @@ func (o *observer) requests(r *RequestSpec, every time.Duration, samples []Workl
 		q       SelectionQuality
 		lat     []time.Duration
 		regrets []float64
+		served  []int // picks per node
 	}
 	by := make(map[string]*acc)
 	for _, s := range r.Strategies {
-		by[s] = &acc{q: SelectionQuality{Strategy: s}}
+		by[s] = &acc{q: SelectionQuality{Strategy: s, ErrorCauses: map[string]int{}}, served: make([]int, o.s.sc.Nodes)}
+	}
+	honest := 0
+	for j := range o.s.sc.Nodes {
+		if o.s.role(j) == "" {
+			honest++
+		}
 	}
 	var all []time.Duration
 	perSample := make([][]time.Duration, len(samples))
@@ -593,11 +614,15 @@ func (o *observer) requests(r *RequestSpec, every time.Duration, samples []Workl
 			res.Errors[q.cause]++
 			samples[k].RequestErrors++
 			a.q.Errors++
+			a.q.ErrorCauses[q.cause]++
 		} else {
 			res.OK++
 			all = append(all, q.latency)
 			a.lat = append(a.lat, q.latency)
 			perSample[k] = append(perSample[k], q.latency)
+		}
+		if q.server >= 0 {
+			a.served[q.server]++
 		}
 		if q.judged {
 			a.q.Picks++
@@ -625,7 +650,22 @@ func (o *observer) requests(r *RequestSpec, every time.Duration, samples []Workl
 			a.q.P90Regret = a.regrets[min(len(a.regrets)-1, int(0.9*float64(len(a.regrets))))]
 		}
 		a.q.Latency = summarize(a.lat, 0)
+		a.q.BusiestShare, a.q.LoadMaxMean = concentration(a.served, honest)
 		sel = append(sel, a.q)
 	}
 	return res, sel
+}
+
+// concentration returns the busiest node's share of the picks counted in
+// served and its picks ÷ the mean over nodes nodes (0, 0 if none).
+func concentration(served []int, nodes int) (share, maxMean float64) {
+	total, busiest := 0, 0
+	for _, n := range served {
+		total += n
+		busiest = max(busiest, n)
+	}
+	if total == 0 || nodes == 0 {
+		return 0, 0
+	}
+	return float64(busiest) / float64(total), float64(busiest) * float64(nodes) / float64(total)
 }

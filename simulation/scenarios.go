@@ -17,6 +17,7 @@ func Shipped() map[string]Scenario {
 		"stream-flood":       StreamFlood(),
 		"bulk-plus-gossip":   BulkPlusGossip(),
 		"squatters":          Squatters(),
+		"heavy-load":         HeavyLoad(),
 	}
 }
 
@@ -74,6 +75,28 @@ func DegradedPeers() Scenario {
 		Faults: []Fault{{Kind: FaultDegradeNode, At: d(10 * time.Second), Nodes: []int{0, 1, 2, 3}, Link: &LinkSpec{Latency: d(75 * time.Millisecond)}}},
 		Workload: &WorkloadSpec{
 			Requests: &RequestSpec{Rate: 2, SlowNodes: []int{4, 5}, SlowServiceTime: d(100 * time.Millisecond)},
+		},
+	}
+}
+
+// HeavyLoad: degraded-peers under load, small enough for the test
+// suite. Each node serves two requests at a time (Concurrency 2, 150 ms
+// each: 13 a second), holds at most 8 more in line and refuses the rest,
+// and sends 10 a second: 75 % of a server's capacity on average. A
+// strategy that sends all of a node's requests to its best peer queues
+// them there; the two slow nodes (450 ms: 4.4 a second) are overloaded
+// by their share of random picks alone; two nodes get 75 ms slower on
+// every link at 5 s. BenchmarkWorkload runs it at 100 nodes.
+func HeavyLoad() Scenario {
+	return Scenario{
+		Name: "heavy-load", Nodes: 12, Topology: TopologyRandomRegular, Degree: 4, Duration: d(10 * time.Second), Seed: 9,
+		Link:   LinkSpec{Latency: d(20 * time.Millisecond), Spread: d(10 * time.Millisecond), Jitter: d(2 * time.Millisecond), Bandwidth: 12_500_000},
+		Faults: []Fault{{Kind: FaultDegradeNode, At: d(5 * time.Second), Nodes: []int{0, 1}, Link: &LinkSpec{Latency: d(75 * time.Millisecond)}}},
+		Workload: &WorkloadSpec{
+			Requests: &RequestSpec{
+				Rate: 10, ServiceTime: d(150 * time.Millisecond), SlowNodes: []int{4, 5}, SlowServiceTime: d(450 * time.Millisecond),
+				Concurrency: 2, Queue: 8,
+			},
 		},
 	}
 }

@@ -76,6 +76,8 @@ func checkWorkload(t *testing.T, sc Scenario, res *Result) {
 			t.Fatalf("mean score of %d degraded peers %.3f, of %d healthy %.3f: want lower", len(deg), mean(deg), len(ok), mean(ok))
 		}
 		t.Logf("mean score: degraded %.3f (%d), healthy %.3f (%d)", mean(deg), len(deg), mean(ok), len(ok))
+	case "heavy-load":
+		checkHeavyLoad(t, res)
 	case "stream-flood":
 		f := res.Flood
 		t.Logf("flood %+v", *f)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/peerlink/peerlink/balancer"
 	"github.com/peerlink/peerlink/mux"
 )
 
@@ -80,12 +81,23 @@ type RequestSpec struct {
 	ServiceTime     Duration `json:"service_time,omitempty"`
 	SlowNodes       []int    `json:"slow_nodes,omitempty"`
 	SlowServiceTime Duration `json:"slow_service_time,omitempty"`
+	// Concurrency is how many requests a node serves at once (0: any
+	// number, each in parallel, so that load costs nothing); past it,
+	// requests wait in a FIFO line of at most Queue, in arrival order,
+	// and past that the server refuses them at once (the requester sees
+	// ErrOverloaded, counted as "overloaded"). A request still in line
+	// when Timeout has passed since it arrived is dropped.
+	Concurrency int `json:"concurrency,omitempty"`
+	Queue       int `json:"queue,omitempty"`
 	// Timeout bounds a request (2 s if 0).
 	Timeout Duration `json:"timeout,omitempty"`
 	// Strategies rotated over (all three if empty): StrategyP2C,
 	// StrategyHighestScore, StrategyRandom.
 	Strategies []string `json:"strategies,omitempty"`
-	Priority   string   `json:"priority,omitempty"` // "normal" if empty
+	// P2CChoices is StrategyP2C's balancer.P2COptions.Choices: how many
+	// peers it draws and compares (2 if 0, the manager's default).
+	P2CChoices int    `json:"p2c_choices,omitempty"`
+	Priority   string `json:"priority,omitempty"` // "normal" if empty
 	// Start as GossipSpec's (2 s if 0).
 	Start Duration `json:"start,omitempty"`
 }
@@ -247,6 +259,15 @@ func (w *WorkloadSpec) validate(n int) (field, problem string) {
 			c(nonNeg("Requests.ServiceTime", r.ServiceTime)), c(nonNeg("Requests.SlowServiceTime", r.SlowServiceTime)), c(nonNeg("Requests.Timeout", r.Timeout)),
 			c(nonNeg("Requests.Start", r.Start)), c(nodes("Requests.SlowNodes", r.SlowNodes)), c(prio("Requests.Priority", r.Priority))); f != "" {
 			return f, p
+		}
+		if r.P2CChoices < 0 || r.P2CChoices > balancer.MaxChoices {
+			return "Requests.P2CChoices", fmt.Sprintf("is %d, want 0 (2) to %d", r.P2CChoices, balancer.MaxChoices)
+		}
+		if r.Concurrency < 0 {
+			return "Requests.Concurrency", fmt.Sprintf("is %d, want 0 (no limit) or more", r.Concurrency)
+		}
+		if r.Queue < 0 || (r.Queue > 0 && r.Concurrency == 0) {
+			return "Requests.Queue", fmt.Sprintf("is %d with Concurrency %d, want 0, or more with a Concurrency", r.Queue, r.Concurrency)
 		}
 		for k, s := range r.Strategies {
 			if !slices.Contains([]string{StrategyP2C, StrategyHighestScore, StrategyRandom}, s) {

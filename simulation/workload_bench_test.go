@@ -20,13 +20,25 @@ import (
 //     (default 1000), about PEERLINK_SIM_PROPAGATION_MESSAGES messages
 //     (100): time to 99 % and duplicates per node against (k−2)/2;
 //   - degraded-peers: the shipped scenario at 100 nodes: each strategy's
-//     share of best picks and mean regret.
+//     share of best picks and mean regret;
+//   - heavy-load: the shipped scenario at 100 nodes (10 degraded, 10
+//     slow), the three strategies rotated, then heavy-load=STRATEGY with
+//     that strategy alone (no other one's queues in its way): each
+//     strategy's picks as above, its latency p50/p90/p99, errors per
+//     1,000 requests and its busiest server's picks ÷ the mean.
+//
+// PEERLINK_SIM_P2C_CHOICES sets RequestSpec.P2CChoices in degraded-peers
+// and heavy-load (P2C's candidates per pick; 2 if unset), to compare
+// power of d choices with classic P2C under light and heavy load.
 func BenchmarkWorkload(b *testing.B) {
 	sizes := "1000"
 	if s := os.Getenv("PEERLINK_SIM_PROPAGATION_SIZES"); s != "" {
 		sizes = s
 	}
-	runs := []string{"default", "degraded-peers"}
+	runs := []string{"default", "degraded-peers", "heavy-load"}
+	for _, s := range []string{StrategyP2C, StrategyHighestScore, StrategyRandom} {
+		runs = append(runs, "heavy-load:"+s)
+	}
 	for _, s := range strings.Split(sizes, ",") {
 		runs = append(runs, "propagation:"+strings.TrimSpace(s))
 	}
@@ -48,6 +60,9 @@ func BenchmarkWorkload(b *testing.B) {
 			for _, q := range f.Selection {
 				b.ReportMetric(q.BestShare, q.Strategy+"-best")
 				b.ReportMetric(q.MeanRegret, q.Strategy+"-regret")
+				if strings.HasPrefix(name, "heavy-load") {
+					reportLoad(b, q)
+				}
 			}
 			b.Logf("%s: %s", name, f.Summary)
 		})
@@ -76,6 +91,18 @@ func workloadScenario(name string) (Scenario, error) {
 		sc := DegradedPeers()
 		sc.Nodes = 100
 		sc.Workload.Requests.Rate = 1
+		sc.Workload.Requests.P2CChoices = benchChoices()
+		return sc, nil
+	case "heavy-load":
+		sc := HeavyLoad()
+		sc.Nodes, sc.Degree, sc.Duration = 100, 6, Duration(20*time.Second)
+		sc.Faults[0].Nodes = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
+		r := sc.Workload.Requests
+		r.SlowNodes = []int{10, 11, 12, 13, 14, 15, 16, 17, 18, 19}
+		if arg != "" {
+			r.Strategies = []string{arg}
+		}
+		r.P2CChoices = benchChoices()
 		return sc, nil
 	case "propagation":
 		n, err := strconv.Atoi(arg)
@@ -135,4 +162,22 @@ func runWorkloadChild(b *testing.B, name string) workloadFigures {
 	var f workloadFigures
 	runChild(b, "TestWorkloadChild", workloadEnv+"="+name, workloadPrefix, &f)
 	return f
+}
+
+// reportLoad reports what users of one strategy feel under load.
+func reportLoad(b *testing.B, q SelectionQuality) {
+	ms := func(d Duration) float64 { return float64(d.D()) / float64(time.Millisecond) }
+	b.ReportMetric(ms(q.Latency.P50), q.Strategy+"-p50-ms")
+	b.ReportMetric(ms(q.Latency.P90), q.Strategy+"-p90-ms")
+	b.ReportMetric(ms(q.Latency.P99), q.Strategy+"-p99-ms")
+	if n := q.Latency.Count + q.Errors; n > 0 {
+		b.ReportMetric(1000*float64(q.Errors)/float64(n), q.Strategy+"-err/1k")
+	}
+	b.ReportMetric(q.LoadMaxMean, q.Strategy+"-busiest/mean")
+}
+
+// benchChoices is PEERLINK_SIM_P2C_CHOICES, 0 if unset.
+func benchChoices() int {
+	d, _ := strconv.Atoi(os.Getenv("PEERLINK_SIM_P2C_CHOICES"))
+	return d
 }

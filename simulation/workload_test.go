@@ -78,7 +78,7 @@ func TestCDF(t *testing.T) {
 // The random strategy spreads its picks over the eligible candidates
 // only.
 func TestRandomStrategy(t *testing.T) {
-	r := newStrategy(StrategyRandom, 1)
+	r := newStrategy(StrategyRandom, 1, 0)
 	cands := make([]balancer.Candidate, 5)
 	for i := range cands {
 		cands[i].Healthy = i != 2

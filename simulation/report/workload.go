@@ -26,6 +26,14 @@ func workloadRows(res *simulation.Result, add func(k, format string, a ...any)) 
 		add("selection: "+q.Strategy, "best pick %.0f %% of %d, mean regret %.2f (p90 %.2f), %d errors",
 			100*q.BestShare, q.Picks, q.MeanRegret, q.P90Regret, q.Errors)
 	}
+	// What the strategy's users felt, which under load (servers of
+	// finite capacity) is where the strategies part.
+	for _, q := range res.Selection {
+		if q.Latency.Count > 0 {
+			add("requests: "+q.Strategy, "latency p50 %s, p90 %s, p99 %s; errors %s; busiest server %.1f %% of picks (%.2f× the mean)",
+				dur(q.Latency.P50), dur(q.Latency.P90), dur(q.Latency.P99), errorCounts(q.ErrorCauses), 100*q.BusiestShare, q.LoadMaxMean)
+		}
+	}
 }
 
 // errorCounts prints errors by cause, in cause order.
@@ -138,15 +146,23 @@ func selectionSection(res *simulation.Result) (Section, bool) {
 	groups := make([]string, len(res.Selection))
 	best, regret := BarSeries{Name: "best pick (%)"}, BarSeries{Name: "mean regret (× best latency)"}
 	t := Table{Caption: "Selection quality by strategy (requests rotate the strategies on one run)",
-		Header: []string{"strategy", "picks judged", "best pick", "mean regret", "p90 regret", "errors", "latency"}}
+		Header: []string{"strategy", "picks judged", "best pick", "mean regret", "p90 regret", "errors", "latency", "busiest server"}}
+	p50, p90, p99 := BarSeries{Name: "p50"}, BarSeries{Name: "p90"}, BarSeries{Name: "p99"}
+	latencies := false
 	for i, q := range res.Selection {
 		groups[i] = q.Strategy
 		best.Values = append(best.Values, 100*q.BestShare)
 		regret.Values = append(regret.Values, q.MeanRegret)
 		t.Rows = append(t.Rows, []string{q.Strategy, fmt.Sprint(q.Picks), fmt.Sprintf("%.1f %%", 100*q.BestShare),
-			fmt.Sprintf("%.2f", q.MeanRegret), fmt.Sprintf("%.2f", q.P90Regret), fmt.Sprint(q.Errors), summary(q.Latency)})
+			fmt.Sprintf("%.2f", q.MeanRegret), fmt.Sprintf("%.2f", q.P90Regret), fmt.Sprint(q.Errors), summary(q.Latency),
+			fmt.Sprintf("%.1f %% of picks, %.2f× the mean", 100*q.BusiestShare, q.LoadMaxMean)})
+		ms := func(d simulation.Duration) float64 { return d.D().Seconds() * 1000 }
+		p50.Values = append(p50.Values, ms(q.Latency.P50))
+		p90.Values = append(p90.Values, ms(q.Latency.P90))
+		p99.Values = append(p99.Values, ms(q.Latency.P99))
+		latencies = latencies || q.Latency.Count > 0
 	}
-	return Section{
+	s := Section{
 		ID:     "selection",
 		Title:  "Selection quality",
 		Text:   []string{"How often SelectBest picked the truly best peer among the candidates, and the regret: the picked peer's true latency over the best's (1 is perfect)."},
@@ -155,5 +171,13 @@ func selectionSection(res *simulation.Result) (Section, bool) {
 			&Bars{Title: "Best picks by strategy", YLabel: "% of picks", Groups: groups, Series: []BarSeries{best}},
 			&Bars{Title: "Mean regret by strategy", YLabel: "× the best peer's latency", Groups: groups, Series: []BarSeries{regret}},
 		},
-	}, true
+	}
+	if latencies {
+		// Regret judges a pick by the link alone; when servers queue
+		// (RequestSpec.Concurrency), what a strategy's users wait is
+		// its latency, errors aside.
+		s.Text = append(s.Text, "Request latency by strategy is over the successful requests: read it with the errors. The strategies share the servers, so each one's latency includes the queues the others build.")
+		s.Charts = append(s.Charts, &Bars{Title: "Request latency by strategy", YLabel: "ms", Groups: groups, Series: []BarSeries{p50, p90, p99}})
+	}
+	return s, true
 }
