@@ -23,6 +23,11 @@ func workloadRows(res *simulation.Result, add func(k, format string, a ...any)) 
 		add("requests", "%d of %d answered; latency %s; errors %s", r.OK, r.Sent, summary(r.Latency), errorCounts(r.Errors))
 	}
 	for _, q := range res.Selection {
+		if q.Picks == 0 {
+			// No pick judged: on a real network no true latency is known.
+			add("selection: "+q.Strategy, "best pick and regret not measured (no true latency known); latency %s, %d errors", summary(q.Latency), q.Errors)
+			continue
+		}
 		add("selection: "+q.Strategy, "best pick %.0f %% of %d, mean regret %.2f (p90 %.2f), %d errors",
 			100*q.BestShare, q.Picks, q.MeanRegret, q.P90Regret, q.Errors)
 	}
@@ -139,12 +144,26 @@ func selectionSection(res *simulation.Result) (Section, bool) {
 	best, regret := BarSeries{Name: "best pick (%)"}, BarSeries{Name: "mean regret (× best latency)"}
 	t := Table{Caption: "Selection quality by strategy (requests rotate the strategies on one run)",
 		Header: []string{"strategy", "picks judged", "best pick", "mean regret", "p90 regret", "errors", "latency"}}
+	judged := false
 	for i, q := range res.Selection {
 		groups[i] = q.Strategy
 		best.Values = append(best.Values, 100*q.BestShare)
 		regret.Values = append(regret.Values, q.MeanRegret)
-		t.Rows = append(t.Rows, []string{q.Strategy, fmt.Sprint(q.Picks), fmt.Sprintf("%.1f %%", 100*q.BestShare),
-			fmt.Sprintf("%.2f", q.MeanRegret), fmt.Sprintf("%.2f", q.P90Regret), fmt.Sprint(q.Errors), summary(q.Latency)})
+		bestCell, meanCell, p90Cell := fmt.Sprintf("%.1f %%", 100*q.BestShare), fmt.Sprintf("%.2f", q.MeanRegret), fmt.Sprintf("%.2f", q.P90Regret)
+		if q.Picks == 0 {
+			bestCell, meanCell, p90Cell = "not measured", "not measured", "not measured"
+		} else {
+			judged = true
+		}
+		t.Rows = append(t.Rows, []string{q.Strategy, fmt.Sprint(q.Picks), bestCell, meanCell, p90Cell, fmt.Sprint(q.Errors), summary(q.Latency)})
+	}
+	if !judged {
+		return Section{
+			ID:     "selection",
+			Title:  "Selection quality",
+			Text:   []string{"No pick could be judged: no true latency is known (a real network), so best picks and regret are not measured. The strategies' errors and latencies are real."},
+			Tables: []Table{t},
+		}, true
 	}
 	return Section{
 		ID:     "selection",
