@@ -13,7 +13,9 @@ import (
 // reaches 0, and the third edge of the mesh never comes up.
 func TestGatherReplaysLogs(t *testing.T) {
 	ms := func(n int) Duration { return Duration(time.Duration(n) * time.Millisecond) }
-	link := func(at, peer int) NodeEvent { return NodeEvent{At: ms(at), Kind: NodeEventConnected, Peer: peer, Dir: "outbound"} }
+	link := func(at, peer int) NodeEvent {
+		return NodeEvent{At: ms(at), Kind: NodeEventConnected, Peer: peer, Dir: "outbound"}
+	}
 	const a, b = 1, 2<<40 | 1
 	results := []*NodeResult{
 		{Node: 0, Ended: ms(10_000), Events: []NodeEvent{

@@ -85,8 +85,10 @@ type NodePeer struct {
 	Dial bool `json:"dial,omitempty"`
 }
 
-// DefaultMaxEvents is NodeConfig.MaxEvents's default: about 30 MB of
-// events, a day of the default workload on a node of degree 8.
+// DefaultMaxEvents is NodeConfig.MaxEvents's default: some 30 MB of
+// events (120 bytes each), about two hours of a node of peersim
+// local's default run (10 nodes of degree 8: some 35 gossip copies
+// received a second, and 2 requests).
 const DefaultMaxEvents = 250_000
 
 // DefaultNodeNetwork is NodeConfig.Network's default.
