@@ -42,6 +42,12 @@
 //     its peers against their true latency, breaker openings, trims.
 //     Default is the scenario cmd/peersim runs with no flags;
 //     Options.Progress reports a run's state every virtual second.
+//   - Past one process: RunNode runs one node over TCP and TLS 1.3 in
+//     real time as a NodeConfig says (the workload through an Agent, its
+//     metrics served, its log kept bounded) and returns a NodeResult;
+//     Gather replays the logs of a run's nodes into the same measures,
+//     a Result with what a real network can tell (no true latency).
+//     cmd/peersim's node and local subcommands run them as processes.
 //
 // # Virtual time and repeatability
 //

@@ -184,9 +184,27 @@ type Progress struct {
 	NodesUp       int
 }
 
+// world is what the observer reads of the run beyond the agents'
+// reports: a running Sim, or the nodes' logs replayed (gather.go).
+type world interface {
+	// Elapsed is the time since the run's start, now.
+	Elapsed() time.Duration
+	Node(id peer.ID) (int, bool)
+	role(i int) string
+	isVictim(i int) bool
+	// component marks in target the honest nodes up that are linked to
+	// origin now, directly or not, as their managers report the links.
+	component(origin int, target []uint64)
+	// truth is the true latency of a request from i to j, false where
+	// nothing knows it (real networks).
+	truth(i, j int) (time.Duration, bool)
+}
+
 // observer gathers what the agents report; it implements Observer.
 type observer struct {
-	s     *Sim
+	s     *Sim // nil when fed from logs: only progress and sampleFlood use it
+	w     world
+	sc    Scenario
 	mu    sync.Mutex
 	msgs  map[uint64]*msgTrack
 	order []uint64 // publication order
@@ -236,7 +254,13 @@ type bulkRec struct {
 }
 
 func newObserver(s *Sim) *observer {
-	return &observer{s: s, msgs: make(map[uint64]*msgTrack), downs: make([][]time.Duration, s.sc.Nodes)}
+	o := newWorldObserver(s, s.sc)
+	o.s = s
+	return o
+}
+
+func newWorldObserver(w world, sc Scenario) *observer {
+	return &observer{w: w, sc: sc, msgs: make(map[uint64]*msgTrack), downs: make([][]time.Duration, sc.Nodes)}
 }
 
 func (o *observer) nodeDown(i int, at time.Duration) {
@@ -248,27 +272,10 @@ func (o *observer) nodeDown(i int, at time.Duration) {
 // Published computes the message's target: the origin's component over
 // the links up now, as the managers report them.
 func (o *observer) Published(node int, id uint64) {
-	at := o.s.Elapsed()
-	n := o.s.sc.Nodes
+	at := o.w.Elapsed()
+	n := o.sc.Nodes
 	t := &msgTrack{origin: node, at: at, target: make([]uint64, (n+63)/64)}
-	t.target[node/64] |= 1 << (node % 64)
-	queue := []int{node}
-	for len(queue) > 0 {
-		i := queue[0]
-		queue = queue[1:]
-		m := o.s.Manager(i)
-		if m == nil {
-			continue
-		}
-		for _, p := range m.Peers() {
-			j, ok := o.s.Node(p)
-			if !ok || t.target[j/64]&(1<<(j%64)) != 0 || o.s.Manager(j) == nil || o.s.role(j) != "" {
-				continue
-			}
-			t.target[j/64] |= 1 << (j % 64)
-			queue = append(queue, j)
-		}
-	}
+	o.w.component(node, t.target)
 	for _, w := range t.target {
 		t.nTarget += popcount(w)
 	}
@@ -290,7 +297,7 @@ func popcount(w uint64) int {
 }
 
 func (o *observer) Received(node int, id uint64, _ peer.ID, hop int, first bool) {
-	at := o.s.Elapsed()
+	at := o.w.Elapsed()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	t := o.msgs[id]
@@ -309,14 +316,14 @@ func (o *observer) Received(node int, id uint64, _ peer.ID, hop int, first bool)
 }
 
 func (o *observer) Request(node int, r RequestOutcome) {
-	at := o.s.Elapsed()
+	at := o.w.Elapsed()
 	rec := reqRec{at: at, strategy: r.Strategy, latency: r.Latency, cause: errorCause(r.Err), server: -1}
 	if !r.Peer.IsZero() {
 		// A pick of a peer that serves nothing (a squatter) has no true
 		// latency to judge: it shows among the errors.
-		if j, ok := o.s.Node(r.Peer); ok && o.s.role(j) == "" {
+		if j, ok := o.w.Node(r.Peer); ok && o.w.role(j) == "" {
 			rec.server = j
-			rec.victim = o.s.isVictim(j)
+			rec.victim = o.w.isVictim(j)
 			rec.judged, rec.best, rec.regret = o.judge(node, j, r.Candidates)
 		}
 	}
@@ -327,11 +334,16 @@ func (o *observer) Request(node int, r RequestOutcome) {
 
 // judge compares the pick with the truly best candidate.
 func (o *observer) judge(node, picked int, cands []peer.ID) (judged, best bool, regret float64) {
-	mine := o.s.trueLatency(node, picked)
+	mine, known := o.w.truth(node, picked)
+	if !known {
+		return false, false, 0
+	}
 	bestLat := mine
 	for _, c := range cands {
-		if j, ok := o.s.Node(c); ok && o.s.role(j) == "" {
-			bestLat = min(bestLat, o.s.trueLatency(node, j))
+		if j, ok := o.w.Node(c); ok && o.w.role(j) == "" {
+			if l, ok := o.w.truth(node, j); ok {
+				bestLat = min(bestLat, l)
+			}
 		}
 	}
 	if bestLat <= 0 {
@@ -422,8 +434,8 @@ func (o *observer) sampleFlood() {
 func (o *observer) fill(res *Result) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	w := o.s.sc.Workload
-	end, every := o.s.sc.Duration.D(), o.s.sc.SampleEvery.D()
+	w := o.sc.Workload
+	end, every := o.sc.Duration.D(), o.sc.SampleEvery.D()
 	buckets := int(end/every) + 1
 	res.WorkloadSamples = make([]WorkloadSample, buckets)
 	for k := range res.WorkloadSamples {
@@ -536,7 +548,7 @@ func (o *observer) stat(id uint64, t *msgTrack, deadline time.Duration) MessageS
 		got[a.node] = true
 	}
 	st.Target = t.nTarget
-	for j := range o.s.sc.Nodes {
+	for j := range o.sc.Nodes {
 		if t.target[j/64]&(1<<(j%64)) == 0 || got[int32(j)] {
 			continue
 		}
@@ -596,11 +608,11 @@ func (o *observer) requests(r *RequestSpec, every time.Duration, samples []Workl
 	}
 	by := make(map[string]*acc)
 	for _, s := range r.Strategies {
-		by[s] = &acc{q: SelectionQuality{Strategy: s, ErrorCauses: map[string]int{}}, served: make([]int, o.s.sc.Nodes)}
+		by[s] = &acc{q: SelectionQuality{Strategy: s, ErrorCauses: map[string]int{}}, served: make([]int, o.sc.Nodes)}
 	}
 	honest := 0
-	for j := range o.s.sc.Nodes {
-		if o.s.role(j) == "" {
+	for j := range o.sc.Nodes {
+		if o.w.role(j) == "" {
 			honest++
 		}
 	}

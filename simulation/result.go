@@ -171,7 +171,12 @@ func summarize(ds []time.Duration, missing int) Summary {
 
 // Result is what a run measured.
 type Result struct {
-	Scenario string   `json:"scenario,omitempty"`
+	Scenario string `json:"scenario,omitempty"`
+	// Mode is "" for a simulated run, ModeLocal for real node processes
+	// over TCP (Gather): Duration is then wall time, TraceHash does not
+	// repeat, and no true latency is known (Selection's best picks and
+	// regrets are not measured, Scores is empty).
+	Mode     string   `json:"mode,omitempty"`
 	Seed     uint64   `json:"seed"`
 	Nodes    int      `json:"nodes"`
 	Edges    int      `json:"edges"`
@@ -213,6 +218,9 @@ type Result struct {
 	// the run's clock is virtual; the harness's and the network's share
 	// included. 0 where the platform cannot tell.
 	CPUPerNode Duration `json:"cpu_per_node"`
+	// RSSPerNode is the mean peak resident memory of the nodes' processes
+	// (ModeLocal: a simulated run's nodes share one process).
+	RSSPerNode int64 `json:"rss_per_node,omitempty"`
 
 	// BreakerOpenings counts circuits that opened, at any node; Trims
 	// the links closed by trimming (as each end reported it), of which

@@ -215,7 +215,7 @@ func (s *Sim) startNode(i int) error {
 	if s.obs != nil {
 		// Before Listen: the handlers are there when the first link is.
 		agent, err = NewAgent(m, AgentConfig{
-			Node: i, Incarnation: inc, Seed: mix(s.sc.Seed ^ mix(streamAgent<<56^uint64(i)<<20^uint64(inc))),
+			Node: i, Incarnation: inc, Seed: agentSeed(s.sc.Seed, i, inc),
 			Workload: s.sc.Workload, Role: s.role(i), Begin: s.start, Duration: s.sc.Duration.D(), Observer: s.obs,
 		})
 		if err != nil {

@@ -150,3 +150,40 @@ func (s *Sim) scores() []ScorePoint {
 	}
 	return pts
 }
+
+// component marks in target the honest nodes up linked to origin over
+// the links up now, as the managers report them (observer's world).
+func (s *Sim) component(origin int, target []uint64) {
+	markComponent(origin, target, func(i int, add func(j int)) {
+		m := s.Manager(i)
+		if m == nil {
+			return
+		}
+		for _, p := range m.Peers() {
+			if j, ok := s.Node(p); ok && s.Manager(j) != nil && s.role(j) == "" {
+				add(j)
+			}
+		}
+	})
+}
+
+// markComponent marks in the bitset target origin and every node
+// reachable from it, links(i, add) calling add for each neighbour of i
+// that counts.
+func markComponent(origin int, target []uint64, links func(i int, add func(j int))) {
+	target[origin/64] |= 1 << (origin % 64)
+	queue := []int{origin}
+	for len(queue) > 0 {
+		i := queue[0]
+		queue = queue[1:]
+		links(i, func(j int) {
+			if target[j/64]&(1<<(j%64)) == 0 {
+				target[j/64] |= 1 << (j % 64)
+				queue = append(queue, j)
+			}
+		})
+	}
+}
+
+// truth is trueLatency, which the harness always knows (observer's world).
+func (s *Sim) truth(i, j int) (time.Duration, bool) { return s.trueLatency(i, j), true }

@@ -34,8 +34,14 @@ func (e *usageError) Unwrap() error { return e.err }
 // Its errors are *usageError, naming the flag, the file or the scenario
 // field; only the flag package's own are printed (to stderr) already.
 func parseArgs(args []string, stderr io.Writer) (options, error) {
-	fs := flag.NewFlagSet("peersim", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("peersim", stderr, func(w io.Writer) {
+		def, _ := defaultScenario(defaultNodes, simulation.DefaultDegree, defaultSeed, defaultDuration)
+		fmt.Fprintf(w, "Usage: peersim [flags]\n"+
+			"       peersim node -config FILE    (one real node over TCP; peersim node -h)\n"+
+			"       peersim local [flags]        (N real node processes on 127.0.0.1; peersim local -h)\n\n"+
+			"Runs real peerlink managers over a simulated network in virtual time and\n"+
+			"prints what they did. With no flags: %s.\n", describe(def))
+	})
 	scenarioFile := fs.String("scenario", "", "run the scenario in this JSON `file` (see simulation/scenarios) instead of the default one")
 	nodes := fs.Int("nodes", 0, "override the scenario's node count")
 	degree := fs.Int("degree", 0, "override the scenario's degree (random-regular degree, small-world lattice degree)")
@@ -43,21 +49,11 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	seed := fs.Uint64("seed", 0, "override the scenario's seed (same seed, same run and trace hash)")
 	jsonOut := fs.Bool("json", false, "print the results as JSON on stdout instead of the table")
 	report := fs.String("report", "", "write a self-contained HTML report with charts to this `file`")
-	def, _ := defaultScenario(defaultNodes, simulation.DefaultDegree, defaultSeed, defaultDuration)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: peersim [flags]\n\n"+
-			"Runs real peerlink managers over a simulated network in virtual time and\n"+
-			"prints what they did. With no flags: %s.\n\nFlags:\n", describe(def))
-		fs.PrintDefaults()
-	}
 	usage := func(format string, a ...any) (options, error) {
 		return options{}, &usageError{err: fmt.Errorf(format, a...)}
 	}
-	if err := fs.Parse(args); err != nil {
-		return options{}, &usageError{err: err, printed: true}
-	}
-	if fs.NArg() > 0 {
-		return usage("unexpected argument %q (every option is a flag; see -h)", fs.Arg(0))
+	if err := parseFlags(fs, args); err != nil {
+		return options{}, err
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -102,17 +98,53 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 		return usage("scenario %s: %w (change -nodes or -degree)", scenarioName(sc), err)
 	}
 	if set["report"] {
-		if *report == "" {
-			return usage("-report: empty file name")
-		}
-		if st, err := os.Stat(filepath.Dir(*report)); err != nil || !st.IsDir() {
-			return usage("-report %s: directory %s does not exist", *report, filepath.Dir(*report))
-		}
-		if st, err := os.Stat(*report); err == nil && st.IsDir() {
-			return usage("-report %s: is a directory", *report)
+		if err := checkOutputPath("-report", *report); err != nil {
+			return options{}, err
 		}
 	}
 	return options{sc: sc, json: *jsonOut, report: *report}, nil
+}
+
+// checkOutputPath checks that a file can be created at path, named by
+// flag in the error (a *usageError).
+func checkOutputPath(flag, path string) error {
+	usage := func(format string, a ...any) error { return &usageError{err: fmt.Errorf(format, a...)} }
+	if path == "" {
+		return usage("%s: empty file name", flag)
+	}
+	if st, err := os.Stat(filepath.Dir(path)); err != nil || !st.IsDir() {
+		return usage("%s %s: directory %s does not exist", flag, path, filepath.Dir(path))
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return usage("%s %s: is a directory", flag, path)
+	}
+	return nil
+}
+
+// newFlagSet returns a flag set that prints its errors and usage to
+// stderr: head, then the flags.
+func newFlagSet(name string, stderr io.Writer, head func(io.Writer)) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		head(fs.Output())
+		fmt.Fprint(fs.Output(), "\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args into fs, refusing arguments that are not
+// flags. Its errors are *usageError (printed already if the flag
+// package's); flag.ErrHelp for -h.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return &usageError{err: err, printed: true}
+	}
+	if fs.NArg() > 0 {
+		return &usageError{err: fmt.Errorf("unexpected argument %q (every option is a flag; see %s -h)", fs.Arg(0), fs.Name())}
+	}
+	return nil
 }
 
 // pick returns flag if it was set, else def.

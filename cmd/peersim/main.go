@@ -8,6 +8,20 @@
 // table on stdout.
 // See the README, or run peersim -h, for the flags.
 //
+// Past one process, two subcommands run real nodes in real time over
+// TCP and TLS 1.3 rather than simulated ones:
+//
+//	peersim node -config FILE
+//	peersim local -nodes N [-degree D] [-duration 20s] [-seed S] [-scenario FILE] [-json] [-report FILE.html] [-keep DIR]
+//
+// peersim node runs one node as its JSON config (simulation.NodeConfig)
+// says: its workload, its Prometheus metrics at /metrics, and its
+// results (simulation.NodeResult) written as JSON at exit. It is the unit
+// an orchestrator runs, one per pod or host. peersim local starts N such
+// processes on 127.0.0.1, wired as a random regular graph, and gathers
+// their results (simulation.Gather) into the same summary table, JSON
+// and HTML report as a simulated run's.
+//
 // The run happens inside a testing/synctest bubble, which is what makes
 // its clock virtual and its trace repeat from a seed. synctest.Test
 // needs a *testing.T, which a plain program gets from testing.Main: main
@@ -28,6 +42,14 @@ import (
 func main() {
 	args := os.Args[1:]
 	stdout, stderr := os.Stdout, os.Stderr
+	if len(args) > 0 {
+		switch args[0] {
+		case "node":
+			os.Exit(nodeCommand(args[1:], stdout, stderr))
+		case "local":
+			os.Exit(localCommand(args[1:], stdout, stderr))
+		}
+	}
 	if _, code := checkArgs(args, stderr); code >= 0 {
 		os.Exit(code)
 	}
@@ -56,7 +78,10 @@ func main() {
 const (
 	exitOK    = 0
 	exitRun   = 1 // the run failed, or a report could not be written
-	exitUsage = 2 // bad flags, scenario file or output path
+	exitUsage = 2 // bad flags, scenario or config file, or output path
+	// exitAddrInUse: peersim node could not listen, its address being
+	// taken (peersim local then retries with other ports).
+	exitAddrInUse = 3
 )
 
 // bubbleFunc runs body inside a testing/synctest bubble and returns when
@@ -73,15 +98,21 @@ func fail(stderr io.Writer, code int, err error) int {
 // returns the exit code (0 for -h), else -1.
 func checkArgs(args []string, stderr io.Writer) (options, int) {
 	opts, err := parseArgs(args, stderr)
+	return opts, usageExit(err, stderr)
+}
+
+// usageExit returns the exit code of a command line's error, printing it
+// unless the flag package has: -1 for none, 0 for -h, else exitUsage.
+func usageExit(err error, stderr io.Writer) int {
 	var ue *usageError
 	switch {
 	case err == nil:
-		return opts, -1
+		return -1
 	case errors.Is(err, flag.ErrHelp):
-		return opts, exitOK
+		return exitOK
 	case errors.As(err, &ue) && ue.printed:
-		return opts, exitUsage
+		return exitUsage
 	default:
-		return opts, fail(stderr, exitUsage, err)
+		return fail(stderr, exitUsage, err)
 	}
 }

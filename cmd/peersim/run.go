@@ -59,17 +59,31 @@ func run(args []string, stdout, stderr io.Writer, bubble bubbleFunc) int {
 		fmt.Fprintf(stderr, "peersim: warning: %d connection events were lost; the measures miss them\n", res.DroppedEvents)
 	}
 
-	if opts.json {
-		err = json.NewEncoder(stdout).Encode(jsonResult{Result: res, WallTime: simulation.Duration(p.wall())})
+	return emit(stdout, stderr, res, p.wall(), opts.json, reportFile, scenarioSection(opts.sc))
+}
+
+// emit writes the results of a run: the summary table, or JSON with
+// asJSON, on stdout; the report with a last section extra to
+// reportFile, if not nil (closed, and removed on failure). It returns
+// the exit code.
+func emit(stdout, stderr io.Writer, res *simulation.Result, wall time.Duration, asJSON bool, reportFile *os.File, extra report.Section) int {
+	var err error
+	if asJSON {
+		err = json.NewEncoder(stdout).Encode(jsonResult{Result: res, WallTime: simulation.Duration(wall)})
 	} else {
-		err = printSummary(stdout, res, p.wall())
+		err = printSummary(stdout, res, wall)
 	}
 	if err != nil {
-		discard()
+		if reportFile != nil {
+			reportFile.Close()
+			os.Remove(reportFile.Name())
+		}
 		return fail(stderr, exitRun, fmt.Errorf("writing the results: %w", err))
 	}
 	if reportFile != nil {
-		err := writeReport(reportFile, res, opts.sc)
+		r := report.New(res)
+		r.Add(extra)
+		err := r.WriteHTML(reportFile)
 		if err = errors.Join(err, reportFile.Close()); err != nil {
 			os.Remove(reportFile.Name())
 			return fail(stderr, exitRun, fmt.Errorf("-report: %w", err))
@@ -255,20 +269,18 @@ func printSummary(w io.Writer, res *simulation.Result, wall time.Duration) error
 	return tw.Flush()
 }
 
-// writeReport writes the report of res, with a last section holding the
-// scenario as run (the flags' overrides applied) as JSON: saved to a
-// file, it runs again with -scenario and gives the same trace hash.
-func writeReport(w io.Writer, res *simulation.Result, sc simulation.Scenario) error {
+// scenarioSection is the report's last section: the scenario as run
+// (the flags' overrides applied) as JSON. Saved to a file, it runs again
+// with -scenario and gives the same trace hash.
+func scenarioSection(sc simulation.Scenario) report.Section {
 	b, err := json.MarshalIndent(sc, "", "  ")
 	if err != nil {
-		return err
+		b = []byte(err.Error())
 	}
-	r := report.New(res)
-	r.Add(report.Section{
+	return report.Section{
 		ID:    "scenario",
 		Title: "Scenario",
 		Text:  []string{"The scenario as run. Saved as a file, peersim -scenario FILE runs it again: the same seed gives the same run and the same trace hash."},
 		Pre:   []string{string(b)},
-	})
-	return r.WriteHTML(w)
+	}
 }

@@ -66,6 +66,9 @@ func New(res *simulation.Result) *Report {
 		Title:    "peersim report: " + scenarioName(res),
 		Subtitle: fmt.Sprintf("%d nodes, %d edges, %v of virtual time, seed %d, trace hash %s", res.Nodes, res.Edges, res.Duration, res.Seed, res.TraceHash),
 	}
+	if res.Mode == simulation.ModeLocal {
+		r.Subtitle = fmt.Sprintf("%d node processes over TCP on one host, %d edges, %v of real time, seed %d", res.Nodes, res.Edges, res.Duration, res.Seed)
+	}
 	for _, build := range sections {
 		if s, ok := build(res); ok {
 			r.Add(s)
@@ -174,7 +177,12 @@ func Summary(res *simulation.Result) Table {
 	add := func(k, format string, a ...any) { t.Rows = append(t.Rows, []string{k, fmt.Sprintf(format, a...)}) }
 	add("scenario", "%s (seed %d)", scenarioName(res), res.Seed)
 	add("network", "%d nodes, %d edges", res.Nodes, res.Edges)
-	add("virtual time", "%v", res.Duration)
+	local := res.Mode == simulation.ModeLocal
+	if local {
+		add("real time", "%v (%s: node processes over TCP)", res.Duration, res.Mode)
+	} else {
+		add("virtual time", "%v", res.Duration)
+	}
 	if res.FullyConnected {
 		add("fully connected at", "%s", dur(res.FullyConnectedAt))
 	} else {
@@ -193,8 +201,15 @@ func Summary(res *simulation.Result) Table {
 	workloadRows(res, add)
 	add("events lost", "%d%s", res.DroppedEvents, map[bool]string{true: " (measures incomplete)", false: ""}[res.DroppedEvents > 0])
 	add("memory per node", "%s heap, %s stacks, %.1f goroutines", bytesIEC(res.HeapPerNode), bytesIEC(res.StackPerNode), res.GoroutinesPerNode)
+	if res.RSSPerNode > 0 {
+		add("peak RSS per node", "%s", bytesIEC(res.RSSPerNode))
+	}
 	add("CPU per node", "%s", dur(res.CPUPerNode))
-	add("trace", "%d records, hash %s", res.TraceLen, res.TraceHash)
+	if local {
+		add("trace", "%d records (real time: the hash does not repeat)", res.TraceLen)
+	} else {
+		add("trace", "%d records, hash %s", res.TraceLen, res.TraceHash)
+	}
 	return t
 }
 

@@ -23,6 +23,11 @@ func workloadRows(res *simulation.Result, add func(k, format string, a ...any)) 
 		add("requests", "%d of %d answered; latency %s; errors %s", r.OK, r.Sent, summary(r.Latency), errorCounts(r.Errors))
 	}
 	for _, q := range res.Selection {
+		if q.Picks == 0 {
+			// No pick judged: on a real network no true latency is known.
+			add("selection: "+q.Strategy, "best pick and regret not measured (no true latency known); latency %s, %d errors", summary(q.Latency), q.Errors)
+			continue
+		}
 		add("selection: "+q.Strategy, "best pick %.0f %% of %d, mean regret %.2f (p90 %.2f), %d errors",
 			100*q.BestShare, q.Picks, q.MeanRegret, q.P90Regret, q.Errors)
 	}
@@ -148,13 +153,18 @@ func selectionSection(res *simulation.Result) (Section, bool) {
 	t := Table{Caption: "Selection quality by strategy (requests rotate the strategies on one run)",
 		Header: []string{"strategy", "picks judged", "best pick", "mean regret", "p90 regret", "errors", "latency", "busiest server"}}
 	p50, p90, p99 := BarSeries{Name: "p50"}, BarSeries{Name: "p90"}, BarSeries{Name: "p99"}
-	latencies := false
+	latencies, judged := false, false
 	for i, q := range res.Selection {
 		groups[i] = q.Strategy
 		best.Values = append(best.Values, 100*q.BestShare)
 		regret.Values = append(regret.Values, q.MeanRegret)
-		t.Rows = append(t.Rows, []string{q.Strategy, fmt.Sprint(q.Picks), fmt.Sprintf("%.1f %%", 100*q.BestShare),
-			fmt.Sprintf("%.2f", q.MeanRegret), fmt.Sprintf("%.2f", q.P90Regret), fmt.Sprint(q.Errors), summary(q.Latency),
+		bestCell, meanCell, p90Cell := fmt.Sprintf("%.1f %%", 100*q.BestShare), fmt.Sprintf("%.2f", q.MeanRegret), fmt.Sprintf("%.2f", q.P90Regret)
+		if q.Picks == 0 {
+			bestCell, meanCell, p90Cell = "not measured", "not measured", "not measured"
+		} else {
+			judged = true
+		}
+		t.Rows = append(t.Rows, []string{q.Strategy, fmt.Sprint(q.Picks), bestCell, meanCell, p90Cell, fmt.Sprint(q.Errors), summary(q.Latency),
 			fmt.Sprintf("%.1f %% of picks, %.2f× the mean", 100*q.BusiestShare, q.LoadMaxMean)})
 		ms := func(d simulation.Duration) float64 { return d.D().Seconds() * 1000 }
 		p50.Values = append(p50.Values, ms(q.Latency.P50))
@@ -162,15 +172,15 @@ func selectionSection(res *simulation.Result) (Section, bool) {
 		p99.Values = append(p99.Values, ms(q.Latency.P99))
 		latencies = latencies || q.Latency.Count > 0
 	}
-	s := Section{
-		ID:     "selection",
-		Title:  "Selection quality",
-		Text:   []string{"How often SelectBest picked the truly best peer among the candidates, and the regret: the picked peer's true latency over the best's (1 is perfect)."},
-		Tables: []Table{t},
-		Charts: []Chart{
+	s := Section{ID: "selection", Title: "Selection quality", Tables: []Table{t}}
+	if judged {
+		s.Text = []string{"How often SelectBest picked the truly best peer among the candidates, and the regret: the picked peer's true latency over the best's (1 is perfect)."}
+		s.Charts = []Chart{
 			&Bars{Title: "Best picks by strategy", YLabel: "% of picks", Groups: groups, Series: []BarSeries{best}},
 			&Bars{Title: "Mean regret by strategy", YLabel: "× the best peer's latency", Groups: groups, Series: []BarSeries{regret}},
-		},
+		}
+	} else {
+		s.Text = []string{"No pick could be judged: no true latency is known (a real network), so best picks and regret are not measured. The strategies' errors and latencies are real."}
 	}
 	if latencies {
 		// Regret judges a pick by the link alone; when servers queue

@@ -1,0 +1,86 @@
+package simulation
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/peerlink/peerlink/clock"
+)
+
+// TestGatherReplaysLogs gathers hand-made logs of three nodes linked in
+// a line, 0–1–2: a message from 0 reaches both others, one from 2 never
+// reaches 0, and the third edge of the mesh never comes up.
+func TestGatherReplaysLogs(t *testing.T) {
+	ms := func(n int) Duration { return Duration(time.Duration(n) * time.Millisecond) }
+	link := func(at, peer int) NodeEvent {
+		return NodeEvent{At: ms(at), Kind: NodeEventConnected, Peer: peer, Dir: "outbound"}
+	}
+	const a, b = 1, 2<<40 | 1
+	results := []*NodeResult{
+		{Node: 0, Ended: ms(10_000), Events: []NodeEvent{
+			link(100, 1),
+			{At: ms(1000), Kind: NodeEventPublished, Peer: -1, Msg: a},
+			{At: ms(1030), Kind: NodeEventReceived, Peer: 1, Msg: a, Hop: 2, Dup: true},
+			{At: ms(1500), Kind: NodeEventRequest, Peer: 1, Strategy: StrategyP2C, Latency: ms(7)},
+			{At: ms(1600), Kind: NodeEventRequest, Peer: -1, Strategy: StrategyRandom, Cause: "no_candidate"},
+		}},
+		{Node: 1, Ended: ms(10_000), Events: []NodeEvent{
+			link(100, 0), link(100, 2),
+			{At: ms(1010), Kind: NodeEventReceived, Peer: 0, Msg: a, Hop: 1},
+			{At: ms(2010), Kind: NodeEventReceived, Peer: 2, Msg: b, Hop: 1},
+		}},
+		{Node: 2, Ended: ms(10_000), Events: []NodeEvent{
+			link(100, 1),
+			{At: ms(1020), Kind: NodeEventReceived, Peer: 1, Msg: a, Hop: 2},
+			{At: ms(2000), Kind: NodeEventPublished, Peer: -1, Msg: b},
+			{At: ms(11_000), Kind: NodeEventDisconnected, Peer: 1, Cause: "manager shutdown"}, // after the end: left out
+		}},
+	}
+	g, err := FullMesh(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := Scenario{Nodes: 3, Duration: Duration(10 * time.Second), Workload: &WorkloadSpec{
+		Gossip:   &GossipSpec{Rate: 1, Fanout: 2, Settle: Duration(time.Second)},
+		Requests: &RequestSpec{Rate: 1},
+	}}
+	res, err := Gather(sc, g, results)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := res.Gossip
+	if gs.Counted != 2 || gs.Complete != 1 || len(gs.Messages) != 2 || gs.Messages[0].To100 != ms(20) || gs.Messages[0].Target != 3 ||
+		gs.Messages[1].Reached != 2 || gs.LastHopMax != 2 {
+		t.Errorf("gossip: %+v", gs)
+	}
+	if res.TraceLen != 4 || res.FullyConnected || res.Samples[len(res.Samples)-1].EdgesUp != 2 {
+		t.Errorf("links: %d records, fully connected %v, last sample %+v", res.TraceLen, res.FullyConnected, res.Samples[len(res.Samples)-1])
+	}
+	if r := res.Requests; r.Sent != 2 || r.OK != 1 || r.Errors["no_candidate"] != 1 || r.Latency.P50 != ms(7) {
+		t.Errorf("requests: %+v", r)
+	}
+
+	if _, err := Gather(sc, g, results[:2]); !errors.Is(err, ErrGather) {
+		t.Errorf("two results for three nodes: %v, want ErrGather", err)
+	}
+	// A node without results is down from the start: not counted
+	// against the messages.
+	res, err = Gather(sc, g, []*NodeResult{results[0], results[1], nil})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gs := res.Gossip; gs.Counted != 1 || gs.Complete != 1 || gs.Messages[0].Target != 2 {
+		t.Errorf("node 2 missing: %+v", gs)
+	}
+}
+
+func TestNodeLogBounded(t *testing.T) {
+	l := newNodeLog(NodeConfig{MaxEvents: 3}, clock.NewFake(time.Unix(0, 0)))
+	for i := range 5 {
+		l.Published(0, uint64(i))
+	}
+	if len(l.events) != 3 || l.dropped != 2 || l.events[2].Msg != 2 {
+		t.Errorf("%d events kept, %d dropped; want the first 3 and 2", len(l.events), l.dropped)
+	}
+}
