@@ -3,6 +3,7 @@ package simulation
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -179,8 +180,13 @@ func (e nodeEvent) feed(o *observer) {
 	case NodeEventReceived:
 		o.Received(e.node, e.Msg, peer.ID{}, e.Hop, !e.Dup)
 	case NodeEventRequest:
-		// No peer: with no true latency there is no pick to judge.
-		o.Request(e.node, RequestOutcome{Strategy: e.Strategy, Latency: e.Latency.D(), Err: causeErr(e.Cause)})
+		// The picked peer counts the server's load; with no true latency
+		// (logWorld.truth) the pick is not judged.
+		out := RequestOutcome{Strategy: e.Strategy, Latency: e.Latency.D(), Err: causeErr(e.Cause)}
+		if e.Peer >= 0 {
+			out.Peer = logPeerID(e.Peer)
+		}
+		o.Request(e.node, out)
 	case NodeEventBulk:
 		var err error
 		if e.Cause != "" {
@@ -246,8 +252,23 @@ func (w *logWorld) apply(e nodeEvent) {
 
 func (w *logWorld) up(i int) bool { return w.now < w.ended[i] }
 
-func (w *logWorld) Elapsed() time.Duration               { return w.now }
-func (w *logWorld) Node(peer.ID) (int, bool)             { return 0, false }
+func (w *logWorld) Elapsed() time.Duration { return w.now }
+func (w *logWorld) Node(id peer.ID) (int, bool) {
+	j := int(binary.BigEndian.Uint32(id[:])) - 1
+	if j < 0 || j >= len(w.view) || id != logPeerID(j) {
+		return 0, false
+	}
+	return j, true
+}
+
+// logPeerID stands for node j in a replayed RequestOutcome (the logs name
+// nodes by index); logWorld.Node maps it back.
+func logPeerID(j int) peer.ID {
+	var id peer.ID
+	binary.BigEndian.PutUint32(id[:], uint32(j)+1)
+	return id
+}
+
 func (w *logWorld) role(int) string                      { return "" }
 func (w *logWorld) isVictim(int) bool                    { return false }
 func (w *logWorld) truth(int, int) (time.Duration, bool) { return 0, false }

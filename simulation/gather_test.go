@@ -60,6 +60,13 @@ func TestGatherReplaysLogs(t *testing.T) {
 	if r := res.Requests; r.Sent != 2 || r.OK != 1 || r.Errors["no_candidate"] != 1 || r.Latency.P50 != ms(7) {
 		t.Errorf("requests: %+v", r)
 	}
+	// The one answered P2C request went to node 1: the whole load, not
+	// judged (no true latency).
+	for _, q := range res.Selection {
+		if q.Strategy == StrategyP2C && (q.Picks != 0 || q.BusiestShare != 1) {
+			t.Errorf("p2c selection: %+v, want no pick judged and node 1 the busiest (share 1)", q)
+		}
+	}
 
 	if _, err := Gather(sc, g, results[:2]); !errors.Is(err, ErrGather) {
 		t.Errorf("two results for three nodes: %v, want ErrGather", err)

@@ -25,7 +25,7 @@ func workloadRows(res *simulation.Result, add func(k, format string, a ...any)) 
 	for _, q := range res.Selection {
 		if q.Picks == 0 {
 			// No pick judged: on a real network no true latency is known.
-			add("selection: "+q.Strategy, "best pick and regret not measured (no true latency known); latency %s, %d errors", summary(q.Latency), q.Errors)
+			add("selection: "+q.Strategy, "best pick and regret not measured (no true latency known)")
 			continue
 		}
 		add("selection: "+q.Strategy, "best pick %.0f %% of %d, mean regret %.2f (p90 %.2f), %d errors",
