@@ -110,36 +110,38 @@ func Gather(sc Scenario, g Graph, results []*NodeResult) (*Result, error) {
 	return res, nil
 }
 
-// nodeEvent is a NodeEvent and the node that logged it.
+// nodeEvent is a NodeEvent in its node's log, the node that logged it,
+// and its order among the events of one instant: links before the
+// workload, then by node, then in the node's order. Small, so that
+// sorting a run's events moves little.
 type nodeEvent struct {
-	NodeEvent
-	node int
+	*NodeEvent
+	node  int
+	order uint64 // workload bit 62, node from bit 36, place in the log
 }
 
 // mergeLogs returns the nodes' events up to end in time order; at one
 // instant, links before the workload (a message published as a link
-// comes up counts it) and by node.
+// comes up counts it), then by node and in each node's order.
 func mergeLogs(results []*NodeResult, end time.Duration) []nodeEvent {
 	var evs []nodeEvent
 	for i, r := range results {
 		if r == nil {
 			continue
 		}
-		for _, e := range r.Events {
-			if e.At.D() <= end {
-				evs = append(evs, nodeEvent{e, i})
+		for k := range r.Events {
+			e := &r.Events[k]
+			if e.At.D() > end {
+				continue
 			}
+			var work uint64
+			if e.Kind != NodeEventConnected && e.Kind != NodeEventDisconnected {
+				work = 1
+			}
+			evs = append(evs, nodeEvent{e, i, work<<62 | uint64(i)<<36 | uint64(k)})
 		}
 	}
-	link := func(e nodeEvent) int {
-		if e.Kind == NodeEventConnected || e.Kind == NodeEventDisconnected {
-			return 0
-		}
-		return 1
-	}
-	slices.SortStableFunc(evs, func(a, b nodeEvent) int {
-		return cmp.Or(cmp.Compare(a.At, b.At), cmp.Compare(link(a), link(b)), cmp.Compare(a.node, b.node))
-	})
+	slices.SortFunc(evs, func(a, b nodeEvent) int { return cmp.Or(cmp.Compare(a.At, b.At), cmp.Compare(a.order, b.order)) })
 	return evs
 }
 

@@ -91,3 +91,49 @@ func TestNodeLogBounded(t *testing.T) {
 		t.Errorf("%d events kept, %d dropped; want the first 3 and 2", len(l.events), l.dropped)
 	}
 }
+
+// BenchmarkGather measures Gather on the logs of 10 fully meshed nodes
+// where each of 1,000 messages reaches every node with a duplicate: the
+// cost of replaying a run's results into a Result.
+func BenchmarkGather(b *testing.B) {
+	const n, msgs = 10, 1000
+	results := make([]*NodeResult, n)
+	for i := range results {
+		r := &NodeResult{Node: i, Ended: Duration(time.Hour)}
+		for j := range n {
+			if j != i {
+				r.Events = append(r.Events, NodeEvent{At: 1, Kind: NodeEventConnected, Peer: j})
+			}
+		}
+		results[i] = r
+	}
+	events := 0
+	for k := range msgs {
+		origin, at := k%n, Duration(time.Second+time.Duration(k)*time.Millisecond)
+		id := messageID(origin, 1, uint64(k+1))
+		results[origin].Events = append(results[origin].Events, NodeEvent{At: at, Kind: NodeEventPublished, Peer: -1, Msg: id})
+		for j := range n {
+			if j != origin {
+				results[j].Events = append(results[j].Events,
+					NodeEvent{At: at + Duration(j+1), Kind: NodeEventReceived, Peer: origin, Msg: id, Hop: 1},
+					NodeEvent{At: at + Duration(2*j+2), Kind: NodeEventReceived, Peer: origin, Msg: id, Hop: 2, Dup: true})
+			}
+		}
+	}
+	for _, r := range results {
+		events += len(r.Events)
+	}
+	g, err := FullMesh(n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc := Scenario{Nodes: n, Duration: Duration(time.Hour), Workload: &WorkloadSpec{Gossip: &GossipSpec{Rate: 1}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := Gather(sc, g, results)
+		if err != nil || res.Gossip.Complete != msgs {
+			b.Fatalf("%v; %d of %d messages complete", err, res.Gossip.Complete, msgs)
+		}
+	}
+	b.ReportMetric(float64(events)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}

@@ -103,9 +103,13 @@ func runNodes(t *testing.T, n int, seed uint64, d time.Duration, during func(met
 	return results
 }
 
+// scrapeClient keeps no connection idle: one would outlive its test
+// (goleak).
+var scrapeClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
 // scrape returns the metric families served at url.
 func scrape(url string) (map[string]*dto.MetricFamily, error) {
-	resp, err := http.Get(url)
+	resp, err := scrapeClient.Get(url)
 	if err != nil {
 		return nil, err
 	}

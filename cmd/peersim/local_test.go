@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -222,5 +223,33 @@ func TestPeersimSubcommandsHelp(t *testing.T) {
 		if code := c.run([]string{"-h"}, &out, &errOut); code != exitOK || !strings.Contains(errOut.String(), c.want) {
 			t.Errorf("-h: exit %d, %q; want 0 and %q", code, errOut.String(), c.want)
 		}
+	}
+}
+
+// TestLocalResultsNameFailures checks what peersim local says of nodes
+// that failed: which, why, and their last stderr lines.
+func TestLocalResultsNameFailures(t *testing.T) {
+	dir := t.TempDir()
+	ok := filepath.Join(dir, "ok.json")
+	if err := os.WriteFile(ok, []byte(`{"node": 0}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := &launch{children: []*child{
+		{i: 0, results: ok},
+		{i: 1, code: 1, err: errors.New("exit status 1"), tail: []string{"panic: boom", "goroutine 1"}},
+		{i: 2, killed: true, code: -1},
+		{i: 3, results: filepath.Join(dir, "missing.json")},
+	}}
+	_, err := l.results()
+	if err == nil {
+		t.Fatal("no failure reported")
+	}
+	for _, want := range []string{"node 1 failed: exit 1", "    panic: boom", "node 2 failed: killed", "node 3 failed: no results", "missing.json"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("failure report has no %q:\n%s", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "node 0 failed") {
+		t.Errorf("node 0 reported failed:\n%s", err)
 	}
 }
