@@ -240,7 +240,8 @@ type circuit struct {
 	mu sync.Mutex
 	cb *gobreaker.TwoStepCircuitBreaker[struct{}]
 	// windowEnd is when a closed circuit's counts reset, in the clock's
-	// Unix nanoseconds; 0 for never. Guarded by mu.
+	// Unix nanoseconds; 0 for never, and while the circuit is not closed.
+	// Guarded by mu.
 	windowEnd int64
 	// openUntil is when the circuit, last opened, lets a trial through,
 	// in the clock's Unix nanoseconds; written under mu (by the
@@ -343,6 +344,9 @@ func (r *Registry) stateChanged(c *circuit, from, to gobreaker.State) {
 	switch to {
 	case gobreaker.StateOpen:
 		c.openUntil.Store(now.Add(r.settings.OpenTimeout).UnixNano())
+		c.windowEnd = 0
+	case gobreaker.StateHalfOpen:
+		c.windowEnd = 0
 	case gobreaker.StateClosed:
 		c.windowEnd = r.windowEnd(now.UnixNano())
 	}
@@ -352,19 +356,27 @@ func (r *Registry) stateChanged(c *circuit, from, to gobreaker.State) {
 	r.onChange(StateChange{Peer: c.id, From: fromGobreaker(from), To: fromGobreaker(to), Time: now})
 }
 
-// lookLocked brings c up to date at now and returns its state: open while
-// the clock is before openUntil (gobreaker is not asked, so it cannot
-// half-open early); otherwise gobreaker's state, after starting a new
-// window if a closed one has ended. c.mu must be held.
-func (r *Registry) lookLocked(c *circuit, now int64) State {
+// openLocked brings c up to date at now and reports whether it is open:
+// while the clock is before openUntil it is, and gobreaker is not asked
+// (so it cannot half-open early); otherwise a closed circuit whose window
+// has ended starts a new one. c.mu must be held.
+func (r *Registry) openLocked(c *circuit, now int64) bool {
 	if now < c.openUntil.Load() {
-		return StateOpen
+		return true
 	}
-	st := c.cb.State() // an open breaker half-opens here
-	if st == gobreaker.StateClosed && c.windowEnd != 0 && now >= c.windowEnd {
+	if c.windowEnd != 0 && now >= c.windowEnd { // windowEnd is 0 unless closed
 		r.renew(c, now)
 	}
-	return fromGobreaker(st)
+	return false
+}
+
+// lookLocked returns c's state at now, making any change that is due
+// (half-open, a new window). c.mu must be held.
+func (r *Registry) lookLocked(c *circuit, now int64) State {
+	if r.openLocked(c, now) {
+		return StateOpen
+	}
+	return fromGobreaker(c.cb.State()) // an open breaker half-opens here
 }
 
 // Execute runs fn through id's circuit, creating the circuit on id's first
@@ -381,15 +393,10 @@ func (r *Registry) lookLocked(c *circuit, now int64) State {
 func (r *Registry) Execute(id peer.ID, fn func() error) error {
 	c, _ := r.circuits.LoadOrCreate(id, func() *circuit { return r.newCircuit(id) })
 	c.mu.Lock()
-	now := r.clock.Now().UnixNano()
-	var (
-		done    func(error)
-		refused error
-	)
-	if r.lookLocked(c, now) == StateOpen {
-		refused = gobreaker.ErrOpenState
-	} else {
-		done, refused = c.cb.Allow()
+	var done func(error)
+	refused := gobreaker.ErrOpenState
+	if !r.openLocked(c, r.clock.Now().UnixNano()) {
+		done, refused = c.cb.Allow() // an open breaker half-opens here
 	}
 	cb := c.cb
 	c.mu.Unlock()
@@ -402,29 +409,30 @@ func (r *Registry) Execute(id peer.ID, fn func() error) error {
 		}
 		return e
 	}
-	report := func(err error) {
-		// A dial let through before the window ended, or before the
-		// circuit opened (nothing is let through while it is open), is
-		// from an earlier state: its outcome is dropped, and the look
-		// does not half-open gobreaker early.
-		c.mu.Lock()
-		if r.lookLocked(c, r.clock.Now().UnixNano()) != StateOpen && c.cb == cb {
-			done(err)
-		}
-		c.mu.Unlock()
-	}
 	// A panicking fn counts as a failure; without a recover, the panic
-	// goes on up with its own stack once report has run.
+	// goes on up with its own stack once finish has run.
 	returned := false
 	defer func() {
 		if !returned {
-			report(errPanicked)
+			r.finish(c, cb, done, errPanicked)
 		}
 	}()
 	err := fn()
 	returned = true
-	report(err)
+	r.finish(c, cb, done, err)
 	return err
+}
+
+// finish reports the outcome of a dial that cb let through. A dial let
+// through before the window ended, or before the circuit opened (nothing
+// is let through while it is open), is from an earlier state: its outcome
+// is dropped, without a look that would half-open gobreaker early.
+func (r *Registry) finish(c *circuit, cb *gobreaker.TwoStepCircuitBreaker[struct{}], done func(error), err error) {
+	c.mu.Lock()
+	if !r.openLocked(c, r.clock.Now().UnixNano()) && c.cb == cb {
+		done(err)
+	}
+	c.mu.Unlock()
 }
 
 // State returns id's circuit state, StateClosed for a peer without one.

@@ -32,7 +32,7 @@
 // gobreaker reads the real clock; the Registry times the open state and
 // the closed-state window itself on Settings.Clock, so that a fake or
 // simulated clock drives them (see Registry). A
-// circuit costs about 400 bytes of heap, table entry included
+// circuit costs about 440 bytes of heap, table entry included
 // (BenchmarkCircuitMemory measures it), and is created on a peer's first
 // dial, so a large peer table costs nothing for peers never dialed;
 // Remove forgets a peer.
