@@ -170,6 +170,7 @@ func reportGossip(b *testing.B, g *GossipResult) {
 	if g == nil {
 		return
 	}
+	b.ReportMetric(float64(g.Counted), "messages")
 	b.ReportMetric(g.Delivery, "delivery")
 	b.ReportMetric(float64(g.To99.P50.D().Milliseconds()), "to99-p50-ms")
 	b.ReportMetric(float64(g.To99.Max.D().Milliseconds()), "to99-max-ms")

@@ -49,8 +49,10 @@ type TrimSpec struct {
 // process, seeded), and each node forwards a message it has not seen
 // before, once it has validated it, to Fanout peers its manager's
 // balancer chooses among its linked peers (those it has received the
-// message from excluded: they have it), dropping duplicates by ID. Each
-// node sends to a peer over one long-lived stream (see gossip.go).
+// message from excluded: they have it), dropping duplicates by ID. A
+// node sends to each peer over one long-lived stream, and each copy is
+// in flight on that peer (its load, then Selection.Done) until the peer
+// acknowledges it.
 type GossipSpec struct {
 	// Rate is messages per second per node; Size the payload's bytes
 	// (256 if 0); Fanout the k of each forward (DefaultDegree − 1 if 0:
@@ -70,10 +72,12 @@ type GossipSpec struct {
 	// before forwarding it (a block's or transaction's validation in a
 	// real client); 0 forwards at once. Copies that come meanwhile from
 	// other peers tell the node those peers have it, so its forward skips
-	// them: with Validation about a link's latency, two neighbours that
-	// got a message at about the same time no longer send it to each
-	// other both ways, and duplicates fall from about degree − 2 per node
-	// towards flooding's (k−2)/2, at the cost of Validation per hop.
+	// them (the neighbours nearer the origin, whose copies come within
+	// Validation), so duplicates fall from about degree − 2 per node
+	// towards flooding's (k−2)/2, at the cost of Validation per hop. Two
+	// neighbours that got it at about the same time still send it to
+	// each other: at 1,000 nodes of degree 8 on 20–60 ms links, 6.0
+	// duplicates per node at 0, 5.6 at 10 ms, 4.7 at 50 ms.
 	Validation Duration `json:"validation,omitempty"`
 }
 
