@@ -38,6 +38,9 @@ type Observer interface {
 	// Received: node received a copy of id from peer from, hop links
 	// away from its origin; first is false for a duplicate.
 	Received(node int, id uint64, from peer.ID, hop int, first bool)
+	// Sent: the copy of id node sent to peer to is over: err nil if
+	// to acknowledged it, else why it was not written or acknowledged.
+	Sent(node int, id uint64, to peer.ID, err error)
 	// Request: one request of node is over.
 	Request(node int, r RequestOutcome)
 	// Bulk: one bulk transfer of node is over (err nil: the receiver
@@ -107,6 +110,7 @@ type Agent struct {
 	seenRing []uint64
 	seenNext int
 	pubs     uint64 // messages published so far
+	gossip   gossipState
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -256,10 +260,7 @@ func (a *Agent) poisson(stream uint64, rate float64, start, end time.Duration, f
 	}
 }
 
-// --- gossip ---
-
-// gossipHeader: message ID, hop count, payload length.
-const gossipHeader = 8 + 2 + 4
+// --- gossip (gossip.go) and stream exchanges ---
 
 // messageID packs the origin node, its incarnation and its sequence.
 func messageID(node, inc int, seq uint64) uint64 {
@@ -268,84 +269,6 @@ func messageID(node, inc int, seq uint64) uint64 {
 
 // MessageOrigin returns the node that published message id.
 func MessageOrigin(id uint64) int { return int(id >> 40) }
-
-// publishNext publishes the agent's next message.
-func (a *Agent) publishNext() {
-	a.seenMu.Lock()
-	a.pubs++
-	id := messageID(a.cfg.Node, a.cfg.Incarnation, a.pubs)
-	a.markSeenLocked(id)
-	a.seenMu.Unlock()
-	a.obs.Published(a.cfg.Node, id)
-	a.forward(id, 0, peer.ID{})
-}
-
-// see marks id seen and reports whether it was new.
-func (a *Agent) see(id uint64) bool {
-	a.seenMu.Lock()
-	defer a.seenMu.Unlock()
-	if _, ok := a.seen[id]; ok {
-		return false
-	}
-	a.markSeenLocked(id)
-	return true
-}
-
-// maxSeen bounds the message IDs an agent remembers: far more than can
-// be in flight, so that a forgotten message has long stopped spreading.
-const maxSeen = 1 << 16
-
-// markSeenLocked adds id to the seen set, forgetting the oldest past
-// maxSeen. a.seenMu must be held.
-func (a *Agent) markSeenLocked(id uint64) {
-	if len(a.seenRing) < maxSeen {
-		a.seenRing = append(a.seenRing, id)
-	} else {
-		delete(a.seen, a.seenRing[a.seenNext])
-		a.seenRing[a.seenNext] = id
-		a.seenNext = (a.seenNext + 1) % maxSeen
-	}
-	a.seen[id] = struct{}{}
-}
-
-// forward sends message id, hop links from its origin, to Fanout
-// distinct peers the manager's balancer picks among the linked peers but
-// from. Each pick is in flight (counted in the peer's load) until its
-// receiver acknowledges, so the next pick of the same forward sees it.
-func (a *Agent) forward(id uint64, hop int, from peer.ID) {
-	g := a.w.Gossip
-	cands := a.m.Peers()
-	if !from.IsZero() {
-		cands = slices.DeleteFunc(cands, func(p peer.ID) bool { return p == from })
-	}
-	msg := make([]byte, gossipHeader+g.Size)
-	binary.BigEndian.PutUint64(msg, id)
-	binary.BigEndian.PutUint16(msg[8:], uint16(min(hop, 1<<16-1)))
-	binary.BigEndian.PutUint32(msg[10:], uint32(g.Size))
-	prio := priority(g.Priority, mux.PriorityNormal)
-	for range g.Fanout {
-		if len(cands) == 0 {
-			return
-		}
-		sel, err := a.m.SelectBest(a.ctx, cands)
-		if err != nil {
-			return // none eligible (links failing their checks, circuits open)
-		}
-		cands = slices.DeleteFunc(cands, func(p peer.ID) bool { return p == sel.Peer })
-		if !a.goOwned(func() { a.send(sel, GossipProtocol, prio, msg) }) {
-			sel.Done(ErrClosed, 0)
-			return
-		}
-	}
-}
-
-// send writes msg on a new stream to the selected peer, waits for its
-// one-byte acknowledgement and reports the outcome to the selection.
-func (a *Agent) send(sel *peerlink.Selection, protocol string, prio mux.Priority, msg []byte) {
-	start := a.clk.Now()
-	err := a.exchange(sel.Peer, protocol, prio, msg, 1, start.Add(a.timeout()))
-	sel.Done(err, a.clk.Now().Sub(start))
-}
 
 // timeout bounds one stream exchange of the agent.
 func (a *Agent) timeout() time.Duration {
@@ -385,30 +308,6 @@ func (a *Agent) exchange(p peer.ID, protocol string, prio mux.Priority, msg []by
 		return err
 	}
 	return nil
-}
-
-func (a *Agent) serveGossip(s *mux.Stream) {
-	_ = s.SetDeadline(a.clk.Now().Add(a.timeout()))
-	var h [gossipHeader]byte
-	if _, err := io.ReadFull(s, h[:]); err != nil {
-		return
-	}
-	id, hop, size := binary.BigEndian.Uint64(h[:]), int(binary.BigEndian.Uint16(h[8:])), int64(binary.BigEndian.Uint32(h[10:]))
-	if size > maxMessageSize {
-		_ = s.Reset()
-		return
-	}
-	if _, err := io.CopyN(io.Discard, s, size); err != nil {
-		return
-	}
-	if _, err := s.Write([]byte{1}); err != nil {
-		return
-	}
-	first := a.see(id)
-	a.obs.Received(a.cfg.Node, id, s.RemotePeer(), hop+1, first)
-	if first {
-		a.forward(id, hop+1, s.RemotePeer())
-	}
 }
 
 // --- requests ---
@@ -660,6 +559,7 @@ type nopObserver struct{}
 
 func (nopObserver) Published(int, uint64)                    {}
 func (nopObserver) Received(int, uint64, peer.ID, int, bool) {}
+func (nopObserver) Sent(int, uint64, peer.ID, error)         {}
 func (nopObserver) Request(int, RequestOutcome)              {}
 func (nopObserver) Bulk(int, int64, time.Duration, error)    {}
 func (nopObserver) FloodOpened(int, peer.ID)                 {}

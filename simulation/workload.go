@@ -48,8 +48,12 @@ type TrimSpec struct {
 
 // GossipSpec: every node publishes messages at Rate per second (a Poisson
 // process, seeded), and each node forwards a message it has not seen
-// before to Fanout peers its manager's balancer chooses among its linked
-// peers (the one it came from excluded), dropping duplicates by ID.
+// before, once it has validated it, to Fanout peers its manager's
+// balancer chooses among its linked peers (those it has received the
+// message from excluded: they have it), dropping duplicates by ID. A
+// node sends to each peer over one long-lived stream, and each copy is
+// in flight on that peer (its load, then Selection.Done) until the peer
+// acknowledges it.
 type GossipSpec struct {
 	// Rate is messages per second per node; Size the payload's bytes
 	// (256 if 0); Fanout the k of each forward (DefaultDegree − 1 if 0:
@@ -65,6 +69,17 @@ type GossipSpec struct {
 	// message counted has had time to spread.
 	Start  Duration `json:"start,omitempty"`
 	Settle Duration `json:"settle,omitempty"`
+	// Validation is how long a node checks a message it has not seen
+	// before forwarding it (a block's or transaction's validation in a
+	// real client); 0 forwards at once. Copies that come meanwhile from
+	// other peers tell the node those peers have it, so its forward skips
+	// them (the neighbours nearer the origin, whose copies come within
+	// Validation), so duplicates fall from about degree − 2 per node
+	// towards flooding's (k−2)/2, at the cost of Validation per hop. Two
+	// neighbours that got it at about the same time still send it to
+	// each other: at 1,000 nodes of degree 8 on 20–60 ms links, 6.0
+	// duplicates per node at 0, 5.6 at 10 ms, 4.7 at 50 ms.
+	Validation Duration `json:"validation,omitempty"`
 }
 
 // RequestSpec: every node sends requests at Rate per second to a peer
@@ -247,7 +262,7 @@ func (w *WorkloadSpec) validate(n int) (field, problem string) {
 	c := func(f, p string) [2]string { return [2]string{f, p} }
 	if g := w.Gossip; g != nil {
 		if f, p := first(c(rate("Gossip.Rate", g.Rate)), c(size("Gossip.Size", int64(g.Size))), c(prio("Gossip.Priority", g.Priority)),
-			c(nonNeg("Gossip.Start", g.Start)), c(nonNeg("Gossip.Settle", g.Settle))); f != "" {
+			c(nonNeg("Gossip.Start", g.Start)), c(nonNeg("Gossip.Settle", g.Settle)), c(nonNeg("Gossip.Validation", g.Validation))); f != "" {
 			return f, p
 		}
 		if g.Fanout < 0 {

@@ -18,7 +18,9 @@ import (
 //   - propagation: gossip alone over N nodes of degree 8 (fanout 7: every
 //     neighbour but the sender), N from PEERLINK_SIM_PROPAGATION_SIZES
 //     (default 1000), about PEERLINK_SIM_PROPAGATION_MESSAGES messages
-//     (100): time to 99 % and duplicates per node against (k−2)/2;
+//     (100): time to 99 % and duplicates per node against (k−2)/2; with
+//     PEERLINK_SIM_PROPAGATION_VALIDATION (comma-separated Go durations,
+//     e.g. 0,10ms,50ms) once per GossipSpec.Validation;
 //   - degraded-peers: the shipped scenario at 100 nodes: each strategy's
 //     share of best picks and mean regret;
 //   - heavy-load: the shipped scenario at 100 nodes (10 degraded, 10
@@ -40,7 +42,14 @@ func BenchmarkWorkload(b *testing.B) {
 		runs = append(runs, "heavy-load:"+s)
 	}
 	for _, s := range strings.Split(sizes, ",") {
-		runs = append(runs, "propagation:"+strings.TrimSpace(s))
+		vs := os.Getenv("PEERLINK_SIM_PROPAGATION_VALIDATION")
+		if vs == "" {
+			runs = append(runs, "propagation:"+strings.TrimSpace(s))
+			continue
+		}
+		for _, v := range strings.Split(vs, ",") {
+			runs = append(runs, "propagation:"+strings.TrimSpace(s)+":"+strings.TrimSpace(v))
+		}
 	}
 	for _, name := range runs {
 		b.Run(strings.ReplaceAll(name, ":", "="), func(b *testing.B) {
@@ -49,14 +58,7 @@ func BenchmarkWorkload(b *testing.B) {
 				f = runWorkloadChild(b, name)
 			}
 			b.ReportMetric(f.Wall, "wall-s")
-			if g := f.Gossip; g != nil {
-				b.ReportMetric(g.Delivery, "delivery")
-				b.ReportMetric(float64(g.To99.P50.D().Milliseconds()), "to99-p50-ms")
-				b.ReportMetric(float64(g.To99.Max.D().Milliseconds()), "to99-max-ms")
-				b.ReportMetric(g.DuplicatesPerNode, "dups/node")
-				b.ReportMetric(g.DuplicatesTheory, "dups-theory")
-				b.ReportMetric(g.LastHopMean, "last-hop")
-			}
+			reportGossip(b, f.Gossip)
 			for _, q := range f.Selection {
 				b.ReportMetric(q.BestShare, q.Strategy+"-best")
 				b.ReportMetric(q.MeanRegret, q.Strategy+"-regret")
@@ -105,9 +107,16 @@ func workloadScenario(name string) (Scenario, error) {
 		r.P2CChoices = benchChoices()
 		return sc, nil
 	case "propagation":
+		arg, val, _ := strings.Cut(arg, ":")
 		n, err := strconv.Atoi(arg)
 		if err != nil {
 			return Scenario{}, err
+		}
+		var validation time.Duration
+		if val != "" {
+			if validation, err = time.ParseDuration(val); err != nil {
+				return Scenario{}, err
+			}
 		}
 		msgs := 100.0
 		if v, err := strconv.ParseFloat(os.Getenv("PEERLINK_SIM_PROPAGATION_MESSAGES"), 64); err == nil && v > 0 {
@@ -117,7 +126,7 @@ func workloadScenario(name string) (Scenario, error) {
 		sc.Name, sc.Duration = "propagation", Duration(30*time.Second)
 		// About msgs messages, whatever the size: publishing runs from
 		// 2 s to 25 s.
-		sc.Workload = &WorkloadSpec{Gossip: &GossipSpec{Rate: msgs / (float64(n) * 23)}}
+		sc.Workload = &WorkloadSpec{Gossip: &GossipSpec{Rate: msgs / (float64(n) * 23), Validation: Duration(validation)}}
 		return sc, nil
 	}
 	return Scenario{}, fmt.Errorf("unknown workload run %q", name)
@@ -146,13 +155,13 @@ func TestWorkloadChild(t *testing.T) {
 	if f.Gossip != nil {
 		f.Gossip.Messages, f.Gossip.DelayCDF = nil, nil
 	}
-	f.Summary = fmt.Sprintf("%d nodes, %v virtual, %d crashes, trace %s, heap/node %d B, goroutines/node %.1f",
-		res.Nodes, res.Duration, res.Crashes, res.TraceHash, res.HeapPerNode, res.GoroutinesPerNode)
+	f.Summary = fmt.Sprintf("%d nodes, %v virtual, %d crashes, trace %s, heap/node %d B, goroutines/node %.1f, CPU/node %v",
+		res.Nodes, res.Duration, res.Crashes, res.TraceHash, res.HeapPerNode, res.GoroutinesPerNode, res.CPUPerNode)
 	if r := res.Requests; r != nil {
 		f.Summary += fmt.Sprintf("; requests %d sent, %d ok, %v, latency %+v", r.Sent, r.OK, r.Errors, r.Latency)
 	}
 	if g := res.Gossip; g != nil {
-		f.Summary += fmt.Sprintf("; gossip %d counted, delivery %.4f, to99 %+v, dups/node %.2f, RMR %.2f", g.Counted, g.Delivery, g.To99, g.DuplicatesPerNode, g.RMR)
+		f.Summary += fmt.Sprintf("; gossip %d counted, delivery %.4f, to99 %+v, dups/node %.2f, RMR %.2f, send errors %d", g.Counted, g.Delivery, g.To99, g.DuplicatesPerNode, g.RMR, g.SendErrors)
 	}
 	b, _ := json.Marshal(f)
 	fmt.Println(workloadPrefix + string(b))
