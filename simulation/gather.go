@@ -189,6 +189,12 @@ func (e nodeEvent) feed(o *observer) {
 			out.Peer = logPeerID(e.Peer)
 		}
 		o.Request(e.node, out)
+	case NodeEventSendFailed:
+		err := causeErr(e.Cause)
+		if err == nil {
+			err = errSendFailed
+		}
+		o.Sent(e.node, e.Msg, logPeerID(max(e.Peer, 0)), err)
 	case NodeEventBulk:
 		var err error
 		if e.Cause != "" {
@@ -198,7 +204,10 @@ func (e nodeEvent) feed(o *observer) {
 	}
 }
 
-var errBulkFailed = errors.New("simulation: bulk transfer failed")
+var (
+	errBulkFailed = errors.New("simulation: bulk transfer failed")
+	errSendFailed = errors.New("simulation: gossip copy not acknowledged")
+)
 
 // causeErr returns an error errorCause names cause ("" for nil): a
 // logged request's outcome, told to the observer again.

@@ -24,6 +24,7 @@ func TestGatherReplaysLogs(t *testing.T) {
 			{At: ms(1030), Kind: NodeEventReceived, Peer: 1, Msg: a, Hop: 2, Dup: true},
 			{At: ms(1500), Kind: NodeEventRequest, Peer: 1, Strategy: StrategyP2C, Latency: ms(7)},
 			{At: ms(1600), Kind: NodeEventRequest, Peer: -1, Strategy: StrategyRandom, Cause: "no_candidate"},
+			{At: ms(1700), Kind: NodeEventSendFailed, Peer: 1, Msg: a, Cause: "timeout"},
 		}},
 		{Node: 1, Ended: ms(10_000), Events: []NodeEvent{
 			link(100, 0), link(100, 2),
@@ -53,6 +54,9 @@ func TestGatherReplaysLogs(t *testing.T) {
 	if gs.Counted != 2 || gs.Complete != 1 || len(gs.Messages) != 2 || gs.Messages[0].To100 != ms(20) || gs.Messages[0].Target != 3 ||
 		gs.Messages[1].Reached != 2 || gs.LastHopMax != 2 {
 		t.Errorf("gossip: %+v", gs)
+	}
+	if gs.SendErrors != 1 {
+		t.Errorf("gossip send errors %d, want the 1 logged", gs.SendErrors)
 	}
 	if res.TraceLen != 4 || res.FullyConnected || res.Samples[len(res.Samples)-1].EdgesUp != 2 {
 		t.Errorf("links: %d records, fully connected %v, last sample %+v", res.TraceLen, res.FullyConnected, res.Samples[len(res.Samples)-1])

@@ -62,6 +62,11 @@ const (
 	// NodeEventBulk: a bulk transfer of Bytes ended after Latency; Cause
 	// "failed" if the receiver did not acknowledge it all.
 	NodeEventBulk = "bulk"
+	// NodeEventSendFailed: a copy of gossip message Msg sent to Peer was
+	// not acknowledged (Cause as RequestResult.Errors names errors).
+	// Copies that arrived are not logged: Received says so at the other
+	// end.
+	NodeEventSendFailed = "send_failed"
 )
 
 // NodeEvent is one line of a node's log. Peer is the remote node's index
@@ -396,6 +401,12 @@ func (l *nodeLog) Bulk(_ int, bytes int64, took time.Duration, err error) {
 		e.Cause = "failed"
 	}
 	l.add(e, time.Time{})
+}
+
+func (l *nodeLog) Sent(_ int, id uint64, to peer.ID, err error) {
+	if err != nil {
+		l.add(NodeEvent{Kind: NodeEventSendFailed, Peer: l.peer(to), Msg: id, Cause: errorCause(err)}, time.Time{})
+	}
 }
 
 func (l *nodeLog) FloodOpened(int, peer.ID) {} // no attacks here (NodeConfig.Validate)
