@@ -79,17 +79,25 @@ type gossipState struct {
 	from map[uint64][]peer.ID
 }
 
-// gossipOut is the outbound gossip stream to one peer.
+// gossipOut is the outbound gossip stream to one peer, and its queue.
 //
-// Writes hold wlock, a channel, and not mu: in a synctest bubble a
-// goroutine blocked on a mutex stops the fake clock, and a Write may
-// wait on the clock (the link's queue, the scheduler's turns), so a
-// reader waiting on mu behind a blocked Write would freeze the bubble.
+// A forward only queues its copies; one writer goroutine per peer, while
+// the queue is not empty, writes them. So a peer whose stream stalls (a
+// black-holed link, a full window) delays only its own copies, and a
+// node's receive loops, which forward what they receive, never wait on
+// another peer's window (two nodes forwarding to each other from their
+// receive loops would otherwise deadlock once both windows were full).
+// mu is never held across a wait: in a synctest bubble a goroutine
+// blocked on a mutex is not durably blocked, so a reader waiting on mu
+// behind a blocked Write would freeze the bubble's clock.
 type gossipOut struct {
-	p     peer.ID
-	wlock chan struct{} // held by the one Write at a time
-	mu    sync.Mutex    // guards the rest; never held across a wait
-	s     *mux.Stream   // nil until opened, and after a failure
+	p  peer.ID
+	mu sync.Mutex  // guards the rest
+	s  *mux.Stream // nil until opened, and after a failure
+	// queue holds the copies not yet written; writing says a writer
+	// goroutine runs (it exits when the queue is empty).
+	queue   []queuedCopy
+	writing bool
 	// stop undoes the stream's reset at the agent's Close.
 	stop func() bool
 	// pending are the copies written (or being written) and not yet
@@ -99,6 +107,23 @@ type gossipOut struct {
 	// is not empty.
 	reading bool
 }
+
+// queuedCopy is a copy waiting for its peer's writer: its frame (shared
+// by the copies of one forward) and priority.
+type queuedCopy struct {
+	gossipCopy
+	msg  []byte
+	prio mux.Priority
+}
+
+// maxGossipQueue bounds the copies queued for one peer. Past it a copy
+// fails at once with ErrGossipQueueFull, reported to its selection and
+// the Observer: a peer that takes nothing cannot make a node buffer
+// without bound.
+const maxGossipQueue = 1024
+
+// ErrGossipQueueFull is a copy's error when its peer's queue is full.
+var ErrGossipQueueFull = errors.New("simulation: gossip queue to peer full")
 
 // gossipCopy is one copy of a message in flight to a peer.
 type gossipCopy struct {
@@ -230,28 +255,70 @@ func (g *gossipState) out(p peer.ID) *gossipOut {
 		if g.outs == nil {
 			g.outs = make(map[peer.ID]*gossipOut)
 		}
-		o = &gossipOut{p: p, wlock: make(chan struct{}, 1)}
+		o = &gossipOut{p: p}
 		g.outs[p] = o
 	}
 	return o
 }
 
-// sendGossip writes msg, the frame of message id, on the gossip stream to
-// the selected peer (opening it if need be) and leaves the copy pending
-// until the peer acknowledges it. A copy that cannot be written, or is
-// not acknowledged within the agent's timeout, is reported to the
-// selection and the Observer with its error.
+// sendGossip queues msg, the frame of message id, for the selected peer;
+// its writer sends it on the peer's gossip stream (opening it if need
+// be) and leaves it pending until the peer acknowledges it. A copy that
+// cannot be queued or written, or is not acknowledged within the agent's
+// timeout, is reported to the selection and the Observer with its error.
 func (a *Agent) sendGossip(id uint64, sel *peerlink.Selection, prio mux.Priority, msg []byte) {
 	o := a.gossip.out(sel.Peer)
-	start := a.clk.Now()
-	c := gossipCopy{id: id, sel: sel, start: start}
-	select {
-	case o.wlock <- struct{}{}:
-	case <-a.ctx.Done():
+	c := queuedCopy{gossipCopy: gossipCopy{id: id, sel: sel, start: a.clk.Now()}, msg: msg, prio: prio}
+	o.mu.Lock()
+	if len(o.queue) >= maxGossipQueue {
+		o.mu.Unlock()
+		a.gossipDone(c.gossipCopy, ErrGossipQueueFull)
+		return
+	}
+	o.queue = append(o.queue, c)
+	if !o.writing {
+		o.writing = a.goOwned(func() { a.writeQueue(o) })
+	}
+	var closed []queuedCopy
+	if !o.writing { // the agent is closing
+		closed, o.queue = o.queue, nil
+	}
+	o.mu.Unlock()
+	for _, c := range closed {
+		a.gossipDone(c.gossipCopy, ErrClosed)
+	}
+}
+
+// writeQueue writes o's queued copies in order until the queue is empty.
+func (a *Agent) writeQueue(o *gossipOut) {
+	for {
+		o.mu.Lock()
+		if len(o.queue) == 0 {
+			o.writing = false
+			o.mu.Unlock()
+			return
+		}
+		c := o.queue[0]
+		o.queue[0] = queuedCopy{}
+		o.queue = o.queue[1:]
+		o.mu.Unlock()
+		a.writeCopy(o, c)
+	}
+}
+
+// writeCopy writes one copy on o's stream, opening it if need be.
+func (a *Agent) writeCopy(o *gossipOut, q queuedCopy) {
+	c := q.gossipCopy
+	deadline := c.start.Add(a.timeout())
+	if a.ctx.Err() != nil {
 		a.gossipDone(c, ErrClosed)
 		return
 	}
-	defer func() { <-o.wlock }()
+	if !a.clk.Now().Before(deadline) {
+		// Queued behind a stalled stream for its whole timeout.
+		a.gossipDone(c, context.DeadlineExceeded)
+		return
+	}
 	o.mu.Lock()
 	s := o.s
 	o.mu.Unlock()
@@ -262,9 +329,9 @@ func (a *Agent) sendGossip(id uint64, sel *peerlink.Selection, prio mux.Priority
 		s = nil
 	}
 	if s == nil {
-		ctx, cancel := context.WithDeadline(peerlink.WithNoDial(a.ctx), start.Add(a.timeout()))
+		ctx, cancel := context.WithDeadline(peerlink.WithNoDial(a.ctx), deadline)
 		var err error
-		s, err = a.m.OpenStream(ctx, sel.Peer, GossipProtocol, prio)
+		s, err = a.m.OpenStream(ctx, c.sel.Peer, GossipProtocol, q.prio)
 		cancel()
 		if err != nil {
 			a.gossipDone(c, err)
@@ -275,8 +342,8 @@ func (a *Agent) sendGossip(id uint64, sel *peerlink.Selection, prio mux.Priority
 		o.mu.Unlock()
 	}
 	// Pending before it is written, so that its acknowledgement cannot
-	// come first. The only writer holds wlock, so o.s is still s unless
-	// s failed meanwhile (its reader saw an error), and then the copy
+	// come first. This is o's only writer, so o.s is still s unless s
+	// failed meanwhile (its reader saw an error), and then the copy
 	// fails too.
 	o.mu.Lock()
 	if o.s != s {
@@ -289,7 +356,7 @@ func (a *Agent) sendGossip(id uint64, sel *peerlink.Selection, prio mux.Priority
 	// No write deadline: Write returns once the frame is queued on the
 	// link, and a link that takes nothing fails the session after its
 	// WriteTimeout; a deadline would make each Write start a goroutine.
-	if _, err := s.Write(msg); err != nil {
+	if _, err := s.Write(q.msg); err != nil {
 		a.failGossip(o, s, err)
 		return
 	}

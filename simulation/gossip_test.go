@@ -191,3 +191,42 @@ func TestGossipMalformedFrameResets(t *testing.T) {
 		}
 	})
 }
+
+// A peer whose link stops taking bytes (a black hole its health checks
+// have not caught yet) delays only its own copies: its sender's other
+// forwards and receive loops go on, so every message still reaches every
+// node at once by the other paths.
+func TestGossipStalledPeerDelaysNoOther(t *testing.T) {
+	sc := gossipScenario(12, 20*time.Second, 80, 0)
+	sc.Degree = 4
+	sc.Workload.Gossip.Size = 64 << 10 // a few fill the stalled stream's window
+	g, _ := sc.Graph()
+	e := edgeOf(g, 0)
+	const holeAt = 4 * time.Second
+	sc.Faults = []Fault{{Kind: FaultBlackHole, At: Duration(holeAt), Nodes: []int{e[0], e[1]}}}
+	inBubble(t, func(t *testing.T) {
+		res, err := Run(t.Context(), sc, bubbleOpts())
+		if err != nil {
+			t.Fatal(err)
+		}
+		gr := res.Gossip
+		after, fromStalled := 0, 0
+		for _, m := range gr.Messages {
+			if m.At.D() < holeAt+time.Second {
+				continue
+			}
+			after++
+			if MessageOrigin(m.ID) == e[0] {
+				fromStalled++
+			}
+			if !m.Complete || m.To100.D() > 2*time.Second {
+				t.Errorf("message %d from node %d, published at %v after the black hole at %v: complete %v in %v, want every node within 2 s",
+					m.ID, MessageOrigin(m.ID), m.At, holeAt, m.Complete, m.To100)
+			}
+		}
+		t.Logf("%d messages after the black hole, %d from the stalled peer's sender; send errors %d", after, fromStalled, gr.SendErrors)
+		if after < 20 || fromStalled == 0 {
+			t.Fatalf("%d messages after the black hole (%d from node %d): too few to tell", after, fromStalled, e[0])
+		}
+	})
+}
