@@ -27,7 +27,9 @@
 //   - Workloads (Scenario.Workload): each node runs an Agent on its
 //     manager, through the public API only (SetStreamHandler,
 //     OpenStream, SelectBest and Selection.Done): gossip forwarded to
-//     the k peers the balancer picks and deduplicated by message ID,
+//     the k peers the balancer picks (after GossipSpec.Validation, if
+//     set) over one long-lived stream per peer and deduplicated by
+//     message ID,
 //     requests through SelectBest rotating P2C, highest score and random
 //     from request to request (so that the three are judged on the same
 //     run), bulk transfers at low priority, and hostile nodes (stream
