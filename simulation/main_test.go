@@ -6,6 +6,8 @@ import (
 	"testing/synctest"
 
 	"go.uber.org/goleak"
+
+	"github.com/peerlink/peerlink/internal/raceflag"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -18,6 +20,7 @@ func inBubble(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
 	runtime.GC()
 	runtime.GC()
+	defer raceflag.Bubble()() // the race runtime's limit in bubbles: see raceflag
 	synctest.Test(t, f)
 	runtime.GC()
 	runtime.GC()

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"testing/synctest"
 
+	"github.com/peerlink/peerlink/internal/raceflag"
 	"github.com/peerlink/peerlink/simulation"
 	"go.uber.org/goleak"
 )
@@ -37,6 +38,7 @@ func peersim(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	code = run(args, &out, &errOut, func(body func()) {
+		defer raceflag.Bubble()() // the race runtime's limit in bubbles: see raceflag
 		synctest.Test(t, func(*testing.T) { body() })
 	})
 	return code, out.String(), errOut.String()
@@ -273,6 +275,7 @@ func TestPeersimTraceMatchesLibrary(t *testing.T) {
 	var lib *simulation.Result
 	runtime.GC()
 	runtime.GC()
+	defer raceflag.Bubble()()
 	synctest.Test(t, func(t *testing.T) {
 		if lib, err = simulation.Run(context.Background(), opts.sc, simulation.Options{Settle: synctest.Wait}); err != nil {
 			t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/peerlink/peerlink"
 	"github.com/peerlink/peerlink/health"
+	"github.com/peerlink/peerlink/internal/raceflag"
 	"github.com/peerlink/peerlink/transport"
 	"github.com/peerlink/peerlink/transport/faultnet"
 )
@@ -19,6 +20,7 @@ import (
 func inBubble(t *testing.T, f func(t *testing.T)) {
 	runtime.GC()
 	runtime.GC()
+	defer raceflag.Bubble()() // the race runtime's limit in bubbles: see raceflag
 	synctest.Test(t, f)
 	runtime.GC()
 	runtime.GC()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/peerlink/peerlink"
 	"github.com/peerlink/peerlink/health"
+	"github.com/peerlink/peerlink/internal/raceflag"
 	"github.com/peerlink/peerlink/mux"
 	"github.com/peerlink/peerlink/transport"
 	"github.com/peerlink/peerlink/transport/faultnet"
@@ -31,6 +32,7 @@ func TestMain(m *testing.M) {
 func inBubble(t *testing.T, f func(t *testing.T)) {
 	runtime.GC()
 	runtime.GC()
+	defer raceflag.Bubble()() // the race runtime's limit in bubbles: see raceflag
 	synctest.Test(t, f)
 	runtime.GC()
 	runtime.GC()
