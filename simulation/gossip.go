@@ -73,8 +73,11 @@ func readGossipFrame(r io.Reader, h *[gossipHeader]byte) (id uint64, hop int, er
 // gossipState is an Agent's gossip links and the senders of the messages
 // it is validating.
 type gossipState struct {
-	mu   sync.Mutex
-	outs map[peer.ID]*gossipOut // the outbound stream to each peer
+	mu sync.Mutex
+	// outs holds the outbound stream to each peer, while there is one
+	// or copies wait for one: an entry goes when its link does (forget),
+	// so peers that come and go leave nothing behind.
+	outs map[peer.ID]*gossipOut
 	// from holds, while a message is being validated, the peers it came
 	// from, so that its forward skips them. Guarded by Agent.seenMu.
 	from map[uint64][]peer.ID
@@ -99,8 +102,12 @@ type gossipOut struct {
 	// goroutine runs (it exits when the queue is empty).
 	queue   []queuedCopy
 	writing bool
-	// stop undoes the stream's reset at the agent's Close.
-	stop func() bool
+	// stop undoes the stream's reset at the agent's Close and its watch
+	// on the link's end.
+	stop func()
+	// gone: removed from gossipState.outs; a sender that finds it so
+	// takes a fresh one.
+	gone bool
 	// pending are the copies written (or being written) and not yet
 	// acknowledged, in the order written: the acknowledgements' order.
 	pending []gossipCopy
@@ -262,15 +269,34 @@ func (g *gossipState) out(p peer.ID) *gossipOut {
 	return o
 }
 
+// forget removes o from the map if it holds nothing: no stream, no copy
+// queued, no writer.
+func (g *gossipState) forget(o *gossipOut) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.s != nil || len(o.queue) > 0 || o.writing || g.outs[o.p] != o {
+		return
+	}
+	o.gone = true
+	delete(g.outs, o.p)
+}
+
 // sendGossip queues msg, the frame of message id, for the selected peer;
 // its writer sends it on the peer's gossip stream (opening it if need
 // be) and leaves it pending until the peer acknowledges it. A copy that
 // cannot be queued or written, or is not acknowledged within the agent's
 // timeout, is reported to the selection and the Observer with its error.
 func (a *Agent) sendGossip(id uint64, sel *peerlink.Selection, prio mux.Priority, msg []byte) {
-	o := a.gossip.out(sel.Peer)
 	c := queuedCopy{gossipCopy: gossipCopy{id: id, sel: sel, start: a.clk.Now()}, msg: msg, prio: prio}
+	o := a.gossip.out(sel.Peer)
 	o.mu.Lock()
+	for o.gone {
+		o.mu.Unlock()
+		o = a.gossip.out(sel.Peer)
+		o.mu.Lock()
+	}
 	if len(o.queue) >= maxGossipQueue {
 		o.mu.Unlock()
 		a.gossipDone(c.gossipCopy, ErrGossipQueueFull)
@@ -297,6 +323,7 @@ func (a *Agent) writeQueue(o *gossipOut) {
 		if len(o.queue) == 0 {
 			o.writing = false
 			o.mu.Unlock()
+			a.gossip.forget(o) // if no stream was opened
 			return
 		}
 		c := o.queue[0]
@@ -338,8 +365,15 @@ func (a *Agent) writeCopy(o *gossipOut, q queuedCopy) {
 			a.gossipDone(c, err)
 			return
 		}
+		stopReset := context.AfterFunc(a.ctx, func() { _ = s.Reset() })
+		stopWatch := context.AfterFunc(s.Context(), func() {
+			// The link ended: its copies fail, and o goes unless
+			// copies wait for the next link.
+			a.failGossip(o, s, mux.ErrSessionClosed)
+			a.gossip.forget(o)
+		})
 		o.mu.Lock()
-		o.s, o.stop = s, context.AfterFunc(a.ctx, func() { _ = s.Reset() })
+		o.s, o.stop = s, func() { stopReset(); stopWatch() }
 		o.mu.Unlock()
 	}
 	// Pending before it is written, so that its acknowledgement cannot

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/peerlink/peerlink/mux"
@@ -227,6 +229,48 @@ func TestGossipStalledPeerDelaysNoOther(t *testing.T) {
 		t.Logf("%d messages after the black hole, %d from the stalled peer's sender; send errors %d", after, fromStalled, gr.SendErrors)
 		if after < 20 || fromStalled == 0 {
 			t.Fatalf("%d messages after the black hole (%d from node %d): too few to tell", after, fromStalled, e[0])
+		}
+	})
+}
+
+// An agent keeps a gossip stream entry only for a peer it has a link to
+// (or copies waiting for one): peers whose links end leave nothing
+// behind, so identities that come and go cannot grow it.
+func TestGossipForgetsPeersWhoseLinksEnd(t *testing.T) {
+	sc := gossipScenario(4, 30*time.Second, 200, 0)
+	sc.Degree = 3 // a full mesh: node 0 gossips to every other node
+	inBubble(t, func(t *testing.T) {
+		s, err := Start(sc, bubbleOpts())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		peers := func() []int {
+			g := &s.nodes[0].agent.gossip
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			var out []int
+			for p := range g.outs {
+				j, _ := s.Node(p)
+				out = append(out, j)
+			}
+			slices.Sort(out)
+			return out
+		}
+		time.Sleep(8 * time.Second) // virtual: links up, gossip flowing
+		synctest.Wait()
+		if got := peers(); !slices.Equal(got, []int{1, 2, 3}) {
+			t.Fatalf("node 0 gossips to %v, want [1 2 3]", got)
+		}
+		for _, i := range []int{1, 2} {
+			if err := s.Crash(i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got := peers(); !slices.Equal(got, []int{3}) {
+			t.Fatalf("after nodes 1 and 2 crashed, node 0 keeps gossip streams to %v, want [3]", got)
 		}
 	})
 }
