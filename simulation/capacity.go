@@ -50,13 +50,14 @@ func (c *capacity) acquire(ctx context.Context, deadline time.Time) error {
 		c.mu.Unlock()
 		return ErrOverloaded
 	}
+	d := deadline.Sub(c.clk.Now())
+	if d <= 0 {
+		c.mu.Unlock()
+		return errGaveUp
+	}
 	ch := make(chan struct{})
 	c.waiting = append(c.waiting, ch)
 	c.mu.Unlock()
-	d := deadline.Sub(c.clk.Now())
-	if d <= 0 {
-		d = 0
-	}
 	t := c.clk.NewTimer(d)
 	defer t.Stop()
 	select {
